@@ -1,0 +1,1 @@
+"""Taxonomy Curator core: ingest, embeddings, classification, discovery. Never imports streamlit."""

@@ -1,0 +1,91 @@
+"""Command line: one sub-command per pipeline step, dispatched from a dict.
+
+Heavy modules are imported inside each command so `python -m core --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from core import config
+
+
+def _tqdm_progress():
+    """A progress(stage, done, total) callback drawing one tqdm bar per stage."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from core.ingest import ColumnMap, IngestError, ingest
+    from db.session import upgrade
+
+    upgrade(args.db)
+    try:
+        report = ingest(
+            args.catalog, platform=args.platform, db_url=args.db, mapping=ColumnMap.parse(args.map),
+            limit=args.limit, images_root=args.images_root, actor=args.actor, progress=_tqdm_progress(),
+        )
+    except IngestError as exc:
+        print(f"ingest failed, the database is unchanged:\n{exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    for line in report.image_problems[:20]:
+        print(f"  image problem: {line}")
+    if len(report.image_problems) > 20:
+        print(f"  ... {len(report.image_problems) - 20} more image problems (see --json)")
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from db.session import current_revision, upgrade
+
+    url = args.db or config.database_url()
+    if args.action == "upgrade":
+        upgrade(url)
+    print(f"{url}: at revision {current_revision(url)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
+    parser.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or ./data/curator.db)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="validate and upsert a catalogue (Parquet/CSV + images)")
+    ing.add_argument("--catalog", default=str(config.catalog_dir()), help="file or folder (default: $CATALOG_DIR)")
+    ing.add_argument("--platform", default=config.default_platform(), help="platform name (default: %(default)s)")
+    ing.add_argument("--limit", type=int, default=None, help="only the first N rows")
+    ing.add_argument("--map", action="append", metavar="KEY=COLUMN",
+                     help="column mapping, e.g. --map id=sku --map path=category --map levels=l1,l2,l3")
+    ing.add_argument("--images-root", default=None, help="folder image paths are relative to")
+    ing.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
+    ing.add_argument("--json", action="store_true", help="also print the full report as JSON")
+    ing.set_defaults(func=cmd_ingest)
+
+    dbp = sub.add_parser("db", help="database schema (Alembic migrations)")
+    dbp.add_argument("action", choices=["upgrade", "current"])
+    dbp.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "db", None) is None:
+        args.db = config.database_url()
+    return args.func(args)

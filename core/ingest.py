@@ -1,0 +1,465 @@
+"""Ingest a catalogue file (Parquet or CSV, plus images) into the taxonomy database.
+
+Validate everything first and report every problem with file, row and column; then upsert products
+keyed by (platform, product id), import the platform's own category paths as taxonomy nodes and
+`platform` labels, and check images, all in one transaction: a failed ingest changes nothing.
+Re-running on the same file changes nothing and skips image files that did not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core.config import database_url
+
+Progress = Callable[[str, int, int], None]
+CORE_FIELDS = ("id", "title", "description", "brand", "image")
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which catalogue columns hold what. The category is either `levels` columns or one `path` column.
+
+    Every other column of the file is kept in the product's attributes.
+    """
+
+    id: str = "id"
+    title: str = "title"
+    description: str | None = "description"
+    brand: str | None = "brand"
+    image: str | None = "image"
+    levels: tuple[str, ...] = ("master_category", "sub_category", "article_type")
+    path: str | None = None
+    path_sep: str = ">"
+
+    @classmethod
+    def parse(cls, specs: list[str] | None) -> "ColumnMap":
+        """From CLI specs like ['id=sku', 'path=category', 'levels=l1,l2']; 'none' drops an optional column."""
+        values: dict[str, Any] = {}
+        for spec in specs or []:
+            key, sep, value = spec.partition("=")
+            if not sep or key not in cls.__dataclass_fields__:
+                raise IngestError(f"Bad column mapping {spec!r}: use KEY=COLUMN with KEY in {list(cls.__dataclass_fields__)}.")
+            values[key] = None if value.lower() == "none" else value
+        if "levels" in values:
+            values["levels"] = tuple(c.strip() for c in (values["levels"] or "").split(",") if c.strip())
+        if "path" in values and "levels" not in values:
+            values["levels"] = ()
+        return cls(**values)
+
+    def required(self) -> list[str]:
+        return [self.id, self.title, *self.levels, *([self.path] if self.path else [])]
+
+
+@dataclass
+class Problem:
+    file: str
+    row: int | None  # 1-based data row (the header is not a row)
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = ", ".join(x for x in (self.file, f"row {self.row}" if self.row else "", f"column {self.column!r}" if self.column else "") if x)
+        return f"{where}: {self.message}"
+
+
+class IngestError(ValueError):
+    """Bad input; `problems` lists every one found, each naming file, row and column."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        self.problems = problems or []
+        listed = "\n".join(f"  - {p}" for p in self.problems[:MAX_LISTED])
+        more = f"\n  ... and {len(self.problems) - MAX_LISTED} more" if len(self.problems) > MAX_LISTED else ""
+        super().__init__(message + (f"\n{listed}{more}" if listed else ""))
+
+
+@dataclass
+class IngestReport:
+    platform: str
+    file: str
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    not_in_file: int = 0
+    labels_added: int = 0
+    labels_changed: int = 0
+    nodes_created: int = 0
+    images_checked: int = 0
+    image_status: dict[str, int] = field(default_factory=dict)
+    image_problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"{self.file}: {self.rows} rows -> {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged"
+            f" products; {self.labels_added} labels added, {self.labels_changed} changed; {self.nodes_created}"
+            f" categories created; images {self.image_status} ({self.images_checked} checked) in {self.seconds:.1f}s"
+        )
+
+
+# ---------------------------------------------------------------- reading
+
+
+def find_catalog_file(catalog: str | Path) -> Path:
+    """The catalogue file: `catalog` itself, or products.parquet / products.csv inside a folder."""
+    path = Path(catalog)
+    if path.is_dir():
+        for name in ("products.parquet", "products.csv"):
+            if (path / name).exists():
+                return path / name
+        raise IngestError(f"{path}: no products.parquet or products.csv in this folder.")
+    if not path.exists():
+        raise IngestError(f"{path}: no such file.")
+    return path
+
+
+def read_catalog(path: Path):
+    """Read a Parquet or CSV catalogue as strings; bad files raise IngestError naming file and place."""
+    import pandas as pd
+
+    readers = {".parquet": _read_parquet, ".csv": _read_csv, ".tsv": _read_csv}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise IngestError(f"{path.name}: unsupported file type {path.suffix!r}; use .parquet or .csv.")
+    df = reader(path)
+    return df.astype(object).where(pd.notna(df), None)
+
+
+def _read_parquet(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise IngestError(f"{path.name}: not a readable Parquet file ({exc}).") from exc
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError("Text is not UTF-8.", [_locate_bad_byte(path, raw, exc.start)]) from exc
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.ParserError as exc:
+        raise IngestError(f"{path.name}: malformed CSV: {exc}") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise IngestError(f"{path.name}: the file is empty.") from exc
+
+
+def _locate_bad_byte(path: Path, raw: bytes, offset: int) -> Problem:
+    import csv
+    import io
+
+    line_no = raw.count(b"\n", 0, offset) + 1
+    text = raw.decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    for row_no, row in enumerate(reader, start=1):
+        for col, value in enumerate(row):
+            if "\ufffd" in value:
+                name = header[col] if col < len(header) else f"#{col + 1}"
+                return Problem(path.name, row_no, name, f"invalid UTF-8 byte 0x{raw[offset]:02x} (line {line_no}, byte {offset})")
+    return Problem(path.name, None, None, f"invalid UTF-8 byte 0x{raw[offset]:02x} at line {line_no}, byte {offset}")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate(df, *, mapping: ColumnMap, file: str) -> list[tuple[str, ...]]:
+    """Check the frame; returns each row's category path. Raises IngestError listing every problem."""
+    missing = [c for c in mapping.required() if c not in df.columns]
+    if missing:
+        raise IngestError(
+            f"{file}: missing required columns {missing} (found {list(df.columns)}); map yours with --map KEY=COLUMN."
+        )
+    problems: list[Problem] = []
+    ids = [_text(v) for v in df[mapping.id]]
+    seen: dict[str, int] = {}
+    paths = []
+    for i, (pid, title) in enumerate(zip(ids, df[mapping.title]), start=1):
+        if not pid:
+            problems.append(Problem(file, i, mapping.id, "empty product id"))
+        elif pid in seen:
+            problems.append(Problem(file, i, mapping.id, f"duplicate id {pid!r} (first at row {seen[pid]})"))
+        else:
+            seen[pid] = i
+        if not _text(title):
+            problems.append(Problem(file, i, mapping.title, f"empty title (id {pid!r})"))
+    for i, row in enumerate(_category_cells(df, mapping), start=1):
+        path, problem = _parse_path(row, mapping)
+        if problem:
+            problems.append(Problem(file, i, problem[0], f"{problem[1]} (id {ids[i - 1]!r})"))
+        paths.append(path)
+    if problems:
+        raise IngestError(f"{file}: {len(problems)} problem(s); nothing was imported.", problems)
+    return paths
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else " ".join(str(value).split())
+
+
+def _category_cells(df, mapping: ColumnMap):
+    if mapping.path:
+        return ([v] for v in df[mapping.path])
+    return zip(*(df[c] for c in mapping.levels)) if mapping.levels else ([] for _ in range(len(df)))
+
+
+def _parse_path(cells, mapping: ColumnMap) -> tuple[tuple[str, ...], tuple[str, str] | None]:
+    """The category path of one row, or the (column, message) of what is wrong with it."""
+    if mapping.path:
+        raw = _text(cells[0])
+        if not raw:
+            return (), None
+        parts = tuple(_text(p) for p in raw.split(mapping.path_sep))
+        if any(not p for p in parts):
+            return (), (mapping.path, f"malformed category path {raw!r}: empty level")
+        return parts, None
+    parts = [_text(c) for c in cells]
+    while parts and not parts[-1]:
+        parts.pop()
+    for col, part in zip(mapping.levels, parts):
+        if not part:
+            return (), (col, f"malformed category path {parts}: level {col!r} is empty but a deeper level is set")
+        if ">" in part:
+            return (), (col, f"category name {part!r} contains '>'")
+    return tuple(parts), None
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_stamp(path: Path) -> str | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{stat.st_size}:{int(stat.st_mtime)}"
+
+
+def check_image(path: Path) -> tuple[str, str | None]:
+    """('ok', None), ('missing', why) or ('unreadable', why) after fully decoding the image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return "missing", "file not found"
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads every byte
+            im.load()
+            if im.width < 1 or im.height < 1:
+                return "unreadable", "empty image"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return "unreadable", f"{type(exc).__name__}: {exc}"
+    return "ok", None
+
+
+def check_images(items: list[tuple[str, Path]], *, workers: int = 4, progress: Progress | None = None) -> dict[str, tuple[str, str | None]]:
+    """Check many images in threads; items are (key, path); returns {key: (status, problem)}."""
+    out: dict[str, tuple[str, str | None]] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for n, (key, result) in enumerate(zip((k for k, _ in items), pool.map(check_image, (p for _, p in items))), start=1):
+            out[key] = result
+            if progress and (n % 200 == 0 or n == len(items)):
+                progress("images", n, len(items))
+    return out
+
+
+# ---------------------------------------------------------------- records
+
+
+def build_records(df, *, mapping: ColumnMap, paths: list[tuple[str, ...]]) -> list[dict[str, Any]]:
+    """One dict per row: the core fields, the other columns as attributes, the category path and a content hash."""
+    known = {c for c in (mapping.id, mapping.title, mapping.description, mapping.brand, mapping.image, mapping.path, *mapping.levels) if c}
+    extra_cols = [c for c in df.columns if c not in known]
+    records = []
+    for row, path in zip(df.to_dict("records"), paths):
+        attrs = {c: _jsonable(row[c]) for c in extra_cols if row[c] is not None and row[c] != ""}
+        rec = {
+            "external_id": _text(row[mapping.id]),
+            "title": str(row[mapping.title]).strip(),
+            "description": str(row.get(mapping.description) or "") if mapping.description else "",
+            "brand": _text(row.get(mapping.brand)) or None if mapping.brand else None,
+            "image": _text(row.get(mapping.image)) or None if mapping.image else None,
+            "attributes": attrs,
+            "path": path,
+        }
+        rec["content_hash"] = hashlib.sha256(json.dumps({k: rec[k] for k in ("title", "description", "brand", "image", "attributes")}, sort_keys=True, default=str).encode()).hexdigest()
+        records.append(rec)
+    return records
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] == "{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+# ---------------------------------------------------------------- the ingest
+
+
+def ingest(
+    catalog: str | Path, *, platform: str, db_url: str | None = None, mapping: ColumnMap | None = None,
+    limit: int | None = None, images_root: str | Path | None = None, actor: str = "ingest",
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Validate and upsert a catalogue into the database in one transaction.
+
+    Args:
+        catalog: a .parquet/.csv file, or a folder holding products.parquet or products.csv.
+        platform: the platform (shop) the products come from; ids are unique per platform.
+        db_url: database URL (default: `$DATABASE_URL` or the SQLite file under ./data).
+        mapping: which columns hold id, title, category...; default: the shared catalogue's.
+        limit: only the first `limit` rows.
+        images_root: folder image paths are relative to (default: the catalogue file's folder).
+        progress: called as progress(stage, done, total).
+
+    Returns:
+        An IngestReport. Raises IngestError (nothing written) on bad input.
+    """
+    import time
+
+    from db.session import get_sessionmaker, transaction
+
+    started = time.perf_counter()
+    mapping = mapping or ColumnMap()
+    path = find_catalog_file(catalog)
+    df = read_catalog(path)
+    if limit is not None:
+        df = df.iloc[:limit]
+    paths = validate(df, mapping=mapping, file=path.name)
+    records = build_records(df, mapping=mapping, paths=paths)
+    root = Path(images_root) if images_root else path.parent
+    report = IngestReport(platform=platform, file=str(path), rows=len(records))
+    with transaction(get_sessionmaker(db_url or database_url())) as session:
+        _upsert(session, records, root=root, report=report, actor=actor, progress=progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, progress: Progress | None) -> None:
+    from sqlalchemy import select
+
+    from db import repo
+    from db.models import Product
+
+    plat = repo.get_or_create_platform(session, name=report.platform, root=str(root.resolve()))
+    existing = {
+        r.external_id: r for r in session.execute(
+            select(Product.id, Product.external_id, Product.content_hash, Product.image, Product.image_stamp, Product.image_status)
+            .where(Product.platform_id == plat.id)
+        )
+    }
+    _apply_image_checks(records, existing, root=root, report=report, progress=progress)
+    _write_products(session, plat.id, records, existing, report=report, progress=progress)
+    _write_labels(session, plat.id, records, report=report, actor=actor)
+    report.not_in_file = len(set(existing) - {r["external_id"] for r in records})
+    statuses = report.image_status
+    for rec in records:
+        statuses[rec["image_status"]] = statuses.get(rec["image_status"], 0) + 1
+    if report.inserted or report.updated or report.labels_added or report.labels_changed or report.nodes_created:
+        repo.write_audit(session, actor=actor, action="ingest", summary=report.summary(), after=report.as_dict())
+
+
+def _apply_image_checks(records, existing, *, root: Path, report: IngestReport, progress: Progress | None) -> None:
+    """Set image_status/image_stamp on each record; decode only files that are new or changed."""
+    todo = []
+    for rec in records:
+        image = rec["image"]
+        if not image:
+            rec["image_status"], rec["image_stamp"] = "none", None
+        elif image.startswith(("http://", "https://")):
+            rec["image_status"], rec["image_stamp"] = "remote", None
+        else:
+            file = root / image
+            rec["image_stamp"] = image_stamp(file)
+            old = existing.get(rec["external_id"])
+            if old is not None and old.image == image and old.image_stamp == rec["image_stamp"] and rec["image_stamp"]:
+                rec["image_status"] = old.image_status
+            else:
+                todo.append((rec["external_id"], file))
+    results = check_images(todo, progress=progress)
+    report.images_checked = len(todo)
+    by_id = {rec["external_id"]: rec for rec in records}
+    for key, (status, why) in results.items():
+        by_id[key]["image_status"] = status
+        if why:
+            report.image_problems.append(f"product {key}: {by_id[key]['image']}: {status} ({why})")
+
+
+def _write_products(session, platform_id: int, records, existing, *, report: IngestReport, progress: Progress | None) -> None:
+    from sqlalchemy import insert, update
+
+    from db.models import Product, utcnow
+
+    cols = ("title", "description", "brand", "image", "attributes", "content_hash", "image_status", "image_stamp")
+    new, changed = [], []
+    for rec in records:
+        old = existing.get(rec["external_id"])
+        values = {c: rec[c] for c in cols}
+        if old is None:
+            new.append({"platform_id": platform_id, "external_id": rec["external_id"], **values})
+        elif old.content_hash != rec["content_hash"] or old.image_status != rec["image_status"] or old.image_stamp != rec["image_stamp"]:
+            changed.append({"id": old.id, "updated_at": utcnow(), **values})
+    for start in range(0, len(new), 5000):
+        session.execute(insert(Product), new[start:start + 5000])
+        if progress:
+            progress("products", min(start + 5000, len(new)), len(new))
+    if changed:
+        session.execute(update(Product), changed)
+    report.inserted, report.updated = len(new), len(changed)
+    report.unchanged = len(records) - len(new) - len(changed)
+
+
+def _write_labels(session, platform_id: int, records, *, report: IngestReport, actor: str) -> None:
+    from sqlalchemy import insert, select, update
+
+    from db import repo
+    from db.models import Label, Product
+
+    ids = dict(session.execute(select(Product.external_id, Product.id).where(Product.platform_id == platform_id)).all())
+    current = {
+        r.product_id: r for r in session.execute(
+            select(Label.id, Label.product_id, Label.node_id)
+            .join(Product, Product.id == Label.product_id)
+            .where(Product.platform_id == platform_id, Label.source == "platform")
+        )
+    }
+    cache: dict = {}
+    new, changed = [], []
+    for rec in records:
+        if not rec["path"]:
+            continue
+        node, created = repo.ensure_path(session, rec["path"], cache)
+        report.nodes_created += created
+        pid = ids[rec["external_id"]]
+        old = current.get(pid)
+        if old is None:
+            new.append({"product_id": pid, "node_id": node.id, "source": "platform", "actor": actor})
+        elif old.node_id != node.id:
+            changed.append({"id": old.id, "node_id": node.id})
+    if new:
+        session.execute(insert(Label), new)
+    if changed:
+        session.execute(update(Label), changed)
+    report.labels_added, report.labels_changed = len(new), len(changed)

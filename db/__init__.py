@@ -1,0 +1,4 @@
+"""Taxonomy database: typed models, session factory, repository functions, migrations.
+
+Never imports streamlit.
+"""

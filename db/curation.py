@@ -1,0 +1,265 @@
+"""Curation actions on the taxonomy: add, rename, move, merge, retire, relabel, and undo.
+
+Each action takes the session keyword-only, never commits (the caller's `transaction` is the one
+transaction of the user's action), checks everything before it changes anything, writes one audit
+event holding what `undo` needs, and raises `CurationError` with a message a merchandiser can act on.
+Nothing is ever orphaned: retire and merge move every product label to an active target.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import AuditEvent, Label, Prediction, Product, Proposal, TaxonomyNode
+from db.repo import (
+    CurationError,
+    active_node,
+    bump_taxonomy_version,
+    children_map,
+    clean_name,
+    get_node,
+    join_path,
+    repath,
+    set_label,
+    subtree,
+    write_audit,
+)
+
+
+def _structural(session: Session, **audit) -> AuditEvent:
+    event = write_audit(session, **audit)
+    bump_taxonomy_version(session, event=event)
+    return event
+
+
+def add_node(session: Session, *, parent_id: int | None, name: str, actor: str, status: str = "active") -> TaxonomyNode:
+    """Add a category under `parent_id` (None: a new top-level category)."""
+    parent = active_node(session, parent_id, role="parent") if parent_id is not None else None
+    name = clean_name(name)
+    path = join_path([parent.path, name]) if parent else name
+    if session.scalar(select(TaxonomyNode.id).where(TaxonomyNode.path == path)) is not None:
+        raise CurationError(f"A category {path!r} already exists.")
+    node = TaxonomyNode(parent_id=parent_id, name=name, path=path, depth=(parent.depth + 1 if parent else 1), status=status)
+    session.add(node)
+    session.flush()
+    _structural(session, actor=actor, action="add_node", summary=f"Added {path!r}", after={"node_id": node.id, "path": path})
+    return node
+
+
+def rename_node(session: Session, *, node_id: int, new_name: str, actor: str) -> TaxonomyNode:
+    """Rename an active category; its descendants' paths follow."""
+    node = active_node(session, node_id)
+    new_name = clean_name(new_name)
+    if new_name == node.name:
+        raise CurationError(f"{node.path!r} already has that name.")
+    before = {"node_id": node.id, "name": node.name, "path": node.path}
+    node.name = new_name
+    repath(session, node)
+    _structural(session, actor=actor, action="rename_node", summary=f"Renamed {before['path']!r} to {node.path!r}",
+                before=before, after={"node_id": node.id, "name": node.name, "path": node.path})
+    return node
+
+
+def move_node(session: Session, *, node_id: int, new_parent_id: int | None, actor: str) -> TaxonomyNode:
+    """Move an active category (with its subtree) under another active parent (None: top level)."""
+    node = active_node(session, node_id)
+    if new_parent_id is not None:
+        parent = active_node(session, new_parent_id, role="new parent")
+        if parent.id in {n.id for n in subtree(session, node)}:
+            raise CurationError(f"Cannot move {node.path!r} under its own descendant {parent.path!r}.")
+    if new_parent_id == node.parent_id:
+        raise CurationError(f"{node.path!r} is already there.")
+    before = {"node_id": node.id, "parent_id": node.parent_id, "path": node.path}
+    node.parent_id = new_parent_id
+    repath(session, node)
+    _structural(session, actor=actor, action="move_node", summary=f"Moved {before['path']!r} to {node.path!r}",
+                before=before, after={"node_id": node.id, "parent_id": new_parent_id, "path": node.path})
+    return node
+
+
+def _move_labels(session: Session, node_ids: list[int], target_id: int) -> dict[str, int]:
+    """Point every label on `node_ids` at `target_id`; returns {label_id: old node_id} (JSON keys)."""
+    labels = session.scalars(select(Label).where(Label.node_id.in_(node_ids))).all()
+    moved = {str(label.id): label.node_id for label in labels}
+    for label in labels:
+        label.node_id = target_id
+    return moved
+
+
+def merge_node(session: Session, *, source_id: int, target_id: int, actor: str) -> TaxonomyNode:
+    """Merge `source` into `target`: its products and sub-categories go to target; source is retired."""
+    source = active_node(session, source_id, role="category to merge")
+    target = active_node(session, target_id, role="merge target")
+    kids = children_map(session)
+    if target.id in {n.id for n in subtree(session, source, kids)}:
+        raise CurationError(f"Cannot merge {source.path!r} into itself or its own sub-category {target.path!r}.")
+    children = [k for k in kids.get(source.id, []) if k.status != "retired"]
+    clashes = sorted({k.name for k in children} & {k.name for k in kids.get(target.id, [])})
+    if clashes:
+        raise CurationError(f"{target.path!r} already has sub-categories named {clashes}; merge those first.")
+    labels = _move_labels(session, [source.id], target.id)
+    for child in children:
+        child.parent_id = target.id
+        repath(session, child)
+    source.status, source.redirect_id = "retired", target.id
+    session.flush()
+    _structural(session, actor=actor, action="merge_node",
+                summary=f"Merged {source.path!r} into {target.path!r} ({len(labels)} labels)",
+                before={"node_id": source.id, "labels": labels, "children": [c.id for c in children]},
+                after={"node_id": source.id, "target_id": target.id})
+    return target
+
+
+def retire_node(session: Session, *, node_id: int, target_id: int | None, actor: str) -> None:
+    """Retire a category and its sub-categories; every product in them moves to `target`.
+
+    `target_id` may be None only when no product is labelled anywhere in the subtree.
+    """
+    node = active_node(session, node_id, role="category to retire")
+    members = [n for n in subtree(session, node) if n.status != "retired"]
+    ids = [n.id for n in members]
+    n_labels = len(session.scalars(select(Label.id).where(Label.node_id.in_(ids))).all())
+    if target_id is None and n_labels:
+        raise CurationError(f"{node.path!r} holds {n_labels} product labels: choose where they go.")
+    if target_id is not None:
+        target = active_node(session, target_id, role="target")
+        if target.id in ids:
+            raise CurationError(f"The target {target.path!r} is inside {node.path!r}, which is being retired.")
+    labels = _move_labels(session, ids, target_id) if target_id is not None else {}
+    for member in members:
+        member.status, member.redirect_id = "retired", target_id
+    session.flush()
+    where = f", {len(labels)} labels moved to {target.path!r}" if target_id is not None else ""
+    _structural(session, actor=actor, action="retire_node", summary=f"Retired {node.path!r}{where}",
+                before={"node_id": node.id, "nodes": ids, "labels": labels},
+                after={"node_id": node.id, "target_id": target_id})
+
+
+def relabel_product(session: Session, *, product_id: int, node_id: int, actor: str, source: str = "human") -> None:
+    """Set a product's label from `source` (default: a person's) to an active category."""
+    product = session.get(Product, product_id)
+    if product is None:
+        raise CurationError(f"Unknown product id {product_id}.")
+    node = active_node(session, node_id)
+    old = set_label(session, product_id=product_id, node_id=node.id, source=source, actor=actor)
+    if old == node.id:
+        raise CurationError(f"Product {product.external_id!r} is already labelled {node.path!r}.")
+    write_audit(session, actor=actor, action="relabel_product",
+                summary=f"Relabelled {product.external_id!r} ({product.title[:60]}) as {node.path!r}",
+                before={"product_id": product_id, "source": source, "node_id": old},
+                after={"product_id": product_id, "source": source, "node_id": node.id})
+
+
+# ---------------------------------------------------------------- undo
+
+
+def _check(condition: bool, event: AuditEvent) -> None:
+    if not condition:
+        raise CurationError(
+            f"Cannot undo #{event.id} ({event.summary}): what it changed was changed again later; "
+            "undo the later changes first."
+        )
+
+
+def _undo_add(session: Session, event: AuditEvent) -> None:
+    node = get_node(session, event.after["node_id"])
+    _check(node.status != "retired", event)
+    in_use = [
+        ("sub-categories", select(TaxonomyNode.id).where(TaxonomyNode.parent_id == node.id)),
+        ("product labels", select(Label.id).where(Label.node_id == node.id)),
+        ("predictions", select(Prediction.id).where(Prediction.node_id == node.id)),
+        ("proposals", select(Proposal.id).where((Proposal.parent_node_id == node.id) | (Proposal.created_node_id == node.id))),
+    ]
+    for what, stmt in in_use:
+        if session.scalars(stmt.limit(1)).first() is not None:
+            raise CurationError(f"Cannot undo adding {node.path!r}: it now has {what}; move or retire them first.")
+    session.delete(node)
+
+
+def _undo_rename(session: Session, event: AuditEvent) -> None:
+    node = get_node(session, event.after["node_id"])
+    _check(node.name == event.after["name"] and node.status == "active", event)
+    node.name = event.before["name"]
+    repath(session, node)
+
+
+def _undo_move(session: Session, event: AuditEvent) -> None:
+    node = get_node(session, event.after["node_id"])
+    _check(node.parent_id == event.after["parent_id"] and node.status == "active", event)
+    if event.before["parent_id"] is not None:
+        active_node(session, event.before["parent_id"], role="former parent")
+    node.parent_id = event.before["parent_id"]
+    repath(session, node)
+
+
+def _restore_labels(session: Session, labels: dict[str, int], target_id: int | None) -> None:
+    for label_id, old_node in labels.items():
+        label = session.get(Label, int(label_id))
+        if label is not None and label.node_id == target_id:  # a label relabelled since stays put
+            label.node_id = old_node
+
+
+def _undo_merge(session: Session, event: AuditEvent) -> None:
+    source = get_node(session, event.after["node_id"])
+    target_id = event.after["target_id"]
+    _check(source.status == "retired" and source.redirect_id == target_id, event)
+    source.status, source.redirect_id = "active", None
+    for child_id in event.before["children"]:
+        child = get_node(session, child_id)
+        if child.parent_id == target_id:
+            child.parent_id = source.id
+            repath(session, child)
+    _restore_labels(session, event.before["labels"], target_id)
+
+
+def _undo_retire(session: Session, event: AuditEvent) -> None:
+    node = get_node(session, event.after["node_id"])
+    target_id = event.after["target_id"]
+    _check(node.status == "retired" and node.redirect_id == target_id, event)
+    for node_id in event.before["nodes"]:
+        member = get_node(session, node_id)
+        member.status, member.redirect_id = "active", None
+    _restore_labels(session, event.before["labels"], target_id)
+
+
+def _undo_relabel(session: Session, event: AuditEvent) -> None:
+    before, after = event.before, event.after
+    label = session.scalar(select(Label).where(Label.product_id == after["product_id"], Label.source == after["source"]))
+    _check(label is not None and label.node_id == after["node_id"], event)
+    set_label(session, product_id=before["product_id"], node_id=before["node_id"], source=before["source"], actor=event.actor)
+
+
+UNDO: dict[str, Callable[[Session, AuditEvent], None]] = {
+    "add_node": _undo_add,
+    "rename_node": _undo_rename,
+    "move_node": _undo_move,
+    "merge_node": _undo_merge,
+    "retire_node": _undo_retire,
+    "relabel_product": _undo_relabel,
+}
+STRUCTURAL = {"add_node", "rename_node", "move_node", "merge_node", "retire_node"}
+
+
+def undo(session: Session, *, event_id: int, actor: str) -> AuditEvent:
+    """Reverse the audited action `event_id`; writes an 'undo' audit event and returns it."""
+    event = session.get(AuditEvent, event_id)
+    if event is None:
+        raise CurationError(f"Unknown audit event #{event_id}.")
+    if event.undone_by_id is not None:
+        raise CurationError(f"#{event.id} ({event.summary}) was already undone by #{event.undone_by_id}.")
+    handler = UNDO.get(event.action)
+    if handler is None:
+        raise CurationError(f"#{event.id} is a {event.action!r} event, which cannot be undone.")
+    handler(session, event)
+    session.flush()
+    undo_event = write_audit(session, actor=actor, action="undo", summary=f"Undid #{event.id}: {event.summary}",
+                             before=event.after, after=event.before)
+    undo_event.undo_of_id = event.id
+    event.undone_by_id = undo_event.id
+    if event.action in STRUCTURAL:
+        bump_taxonomy_version(session, event=undo_event)
+    session.flush()
+    return undo_event

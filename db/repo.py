@@ -1,0 +1,290 @@
+"""Repository functions over the taxonomy database.
+
+Every function takes the session keyword-only and never commits: the caller owns the transaction
+(`with db.session.transaction(factory) as s: ...`), so one user action is one transaction.
+Curation functions write an audit event that `undo` can reverse; see db/curation.py.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from db.models import (
+    LABEL_SOURCES,
+    PATH_SEP,
+    AuditEvent,
+    Label,
+    Platform,
+    Product,
+    TaxonomyNode,
+    TaxonomyVersion,
+)
+
+
+class CurationError(ValueError):
+    """A curation action that cannot be done as asked; the message says what and why."""
+
+
+# ---------------------------------------------------------------- names and paths
+
+
+def clean_name(name: str) -> str:
+    """A valid node name: trimmed, non-empty, without the path separator '>'."""
+    cleaned = " ".join(str(name).split())
+    if not cleaned:
+        raise CurationError("A category name cannot be empty.")
+    if ">" in cleaned:
+        raise CurationError(f"A category name cannot contain '>': {cleaned!r}.")
+    if len(cleaned) > 200:
+        raise CurationError(f"A category name is limited to 200 characters: {cleaned[:40]!r}...")
+    return cleaned
+
+
+def join_path(names: Iterable[str]) -> str:
+    return PATH_SEP.join(names)
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in path.split(">"))
+
+
+# ---------------------------------------------------------------- platforms
+
+
+def get_or_create_platform(session: Session, *, name: str, root: str | None = None) -> Platform:
+    platform = session.scalar(select(Platform).where(Platform.name == name))
+    if platform is None:
+        platform = Platform(name=name, root=root)
+        session.add(platform)
+        session.flush()
+    elif root is not None and platform.root != root:
+        platform.root = root
+    return platform
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def get_node(session: Session, node_id: int) -> TaxonomyNode:
+    node = session.get(TaxonomyNode, node_id)
+    if node is None:
+        raise CurationError(f"Unknown category id {node_id}.")
+    return node
+
+
+def node_by_path(session: Session, path: str) -> TaxonomyNode | None:
+    return session.scalar(select(TaxonomyNode).where(TaxonomyNode.path == join_path(split_path(path))))
+
+
+def active_node(session: Session, node_id: int, *, role: str = "category") -> TaxonomyNode:
+    """The node with `node_id`, which must exist and be active."""
+    node = get_node(session, node_id)
+    if node.status != "active":
+        raise CurationError(f"The {role} {node.path!r} is {node.status}; choose an active category.")
+    return node
+
+
+def follow_redirects(session: Session, node: TaxonomyNode) -> TaxonomyNode:
+    """Where a retired or merged node's products now go (the node itself when active)."""
+    seen = set()
+    while node.status == "retired" and node.redirect_id is not None and node.id not in seen:
+        seen.add(node.id)
+        node = get_node(session, node.redirect_id)
+    return node
+
+
+def ensure_path(session: Session, names: tuple[str, ...], cache: dict | None = None) -> tuple[TaxonomyNode, int]:
+    """The node at path `names`, created (with its ancestors) when missing; redirects followed.
+
+    Returns:
+        (node, created): how many nodes were added.
+    """
+    cache = {} if cache is None else cache
+    parent: TaxonomyNode | None = None
+    created = 0
+    for depth in range(1, len(names) + 1):
+        key = names[:depth]
+        node = cache.get(key)
+        if node is None:
+            node = node_by_path(session, join_path(key))
+            if node is None:
+                node = TaxonomyNode(
+                    parent_id=parent.id if parent else None, name=clean_name(key[-1]),
+                    path=join_path(key), depth=depth, status="active",
+                )
+                session.add(node)
+                session.flush()
+                created += 1
+            cache[key] = node
+        parent = node
+    return follow_redirects(session, parent), created
+
+
+def children_map(session: Session) -> dict[int | None, list[TaxonomyNode]]:
+    kids: dict[int | None, list[TaxonomyNode]] = defaultdict(list)
+    for node in session.scalars(select(TaxonomyNode).order_by(TaxonomyNode.name)):
+        kids[node.parent_id].append(node)
+    return kids
+
+
+def subtree(session: Session, node: TaxonomyNode, kids: dict | None = None) -> list[TaxonomyNode]:
+    """`node` and all its descendants (any status), parents before children."""
+    kids = children_map(session) if kids is None else kids
+    out, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        stack.extend(reversed(kids.get(current.id, [])))
+    return out
+
+
+def repath(session: Session, node: TaxonomyNode) -> None:
+    """Recompute path and depth of `node` and its descendants after a rename or move."""
+    parent = session.get(TaxonomyNode, node.parent_id) if node.parent_id else None
+    new_path = join_path([parent.path, node.name]) if parent else node.name
+    clash = node_by_path(session, new_path)
+    if clash is not None and clash.id != node.id:
+        raise CurationError(
+            f"A category {new_path!r} already exists ({clash.status}); merge into it instead."
+        )
+    kids = children_map(session)
+    old_prefix = node.path
+    for member in subtree(session, node, kids):
+        member.path = new_path + member.path[len(old_prefix):]
+        member.depth = member.path.count(PATH_SEP) + 1
+    session.flush()
+
+
+def taxonomy_version(session: Session) -> int:
+    return session.scalar(select(func.max(TaxonomyVersion.id))) or 0
+
+
+def bump_taxonomy_version(session: Session, *, event: AuditEvent) -> None:
+    session.add(TaxonomyVersion(audit_event_id=event.id, note=event.summary))
+
+
+# ---------------------------------------------------------------- labels
+
+
+def _source_priority():
+    return case({src: i for i, src in enumerate(LABEL_SOURCES)}, value=Label.source)
+
+
+def effective_labels_subquery():
+    """One row per labelled product: (product_id, node_id, source) of its best label.
+
+    Human labels win over model labels, which win over the platform's own.
+    """
+    rank = func.row_number().over(partition_by=Label.product_id, order_by=_source_priority())
+    ranked = select(Label.product_id, Label.node_id, Label.source, rank.label("rank")).subquery()
+    return (
+        select(ranked.c.product_id, ranked.c.node_id, ranked.c.source)
+        .where(ranked.c.rank == 1)
+        .subquery("effective")
+    )
+
+
+def product_label(session: Session, product_id: int) -> tuple[TaxonomyNode, str] | None:
+    eff = effective_labels_subquery()
+    row = session.execute(select(eff.c.node_id, eff.c.source).where(eff.c.product_id == product_id)).first()
+    return (session.get(TaxonomyNode, row.node_id), row.source) if row else None
+
+
+def set_label(session: Session, *, product_id: int, node_id: int | None, source: str, actor: str | None) -> int | None:
+    """Write (or with node_id=None delete) the product's label from `source`; returns the old node id."""
+    label = session.scalar(select(Label).where(Label.product_id == product_id, Label.source == source))
+    old = label.node_id if label else None
+    if node_id is None:
+        if label is not None:
+            session.delete(label)
+    elif label is None:
+        session.add(Label(product_id=product_id, node_id=node_id, source=source, actor=actor))
+    else:
+        label.node_id, label.actor = node_id, actor
+    session.flush()
+    return old
+
+
+def node_counts(session: Session) -> dict[int, tuple[int, int]]:
+    """Products per node by effective label: {node_id: (direct, including descendants)}."""
+    eff = effective_labels_subquery()
+    direct = dict(session.execute(select(eff.c.node_id, func.count()).group_by(eff.c.node_id)).all())
+    parents = dict(session.execute(select(TaxonomyNode.id, TaxonomyNode.parent_id)).all())
+    total: dict[int, int] = defaultdict(int)
+    for node_id, n in direct.items():
+        current: int | None = node_id
+        while current is not None:
+            total[current] += n
+            current = parents.get(current)
+    return {node_id: (direct.get(node_id, 0), total.get(node_id, 0)) for node_id in parents}
+
+
+def taxonomy_rows(session: Session, *, include_retired: bool = False) -> list[dict[str, Any]]:
+    """Every node with its product counts, in tree order (parents before children, names sorted)."""
+    counts = node_counts(session)
+    kids = children_map(session)
+    rows = []
+    for root in kids.get(None, []):
+        for node in subtree(session, root, kids):
+            if node.status == "retired" and not include_retired:
+                continue
+            direct, total = counts.get(node.id, (0, 0))
+            rows.append({
+                "id": node.id, "parent_id": node.parent_id, "name": node.name, "path": node.path,
+                "depth": node.depth, "status": node.status, "direct": direct, "products": total,
+                "children": sum(1 for k in kids.get(node.id, []) if k.status != "retired"),
+            })
+    return rows
+
+
+def products_in_node(
+    session: Session, *, node_id: int, limit: int = 24, offset: int = 0, descendants: bool = True
+) -> tuple[list[Product], int]:
+    """Products whose effective label is `node_id` (or below it); returns (page, total)."""
+    node = get_node(session, node_id)
+    ids = [n.id for n in subtree(session, node)] if descendants else [node.id]
+    eff = effective_labels_subquery()
+    where = eff.c.node_id.in_(ids)
+    total = session.scalar(select(func.count()).select_from(eff).where(where)) or 0
+    stmt = (
+        select(Product).join(eff, eff.c.product_id == Product.id).where(where)
+        .order_by(Product.id).limit(limit).offset(offset)
+    )
+    return list(session.scalars(stmt)), total
+
+
+def catalogue_stats(session: Session) -> list[dict[str, Any]]:
+    """Per platform: products, labelled products, and image statuses."""
+    eff = effective_labels_subquery()
+    labelled = func.count(eff.c.product_id)
+    stmt = (
+        select(Platform.name, func.count(Product.id), labelled, Product.image_status)
+        .join(Product, Product.platform_id == Platform.id)
+        .outerjoin(eff, eff.c.product_id == Product.id)
+        .group_by(Platform.name, Product.image_status)
+    )
+    stats: dict[str, dict[str, Any]] = {}
+    for platform, n, n_labelled, image_status in session.execute(stmt):
+        row = stats.setdefault(platform, {"platform": platform, "products": 0, "labelled": 0})
+        row["products"] += n
+        row["labelled"] += n_labelled
+        row[f"images_{image_status}"] = row.get(f"images_{image_status}", 0) + n
+    return list(stats.values())
+
+
+def audit_history(session: Session, *, limit: int = 50) -> list[AuditEvent]:
+    return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)))
+
+
+def write_audit(
+    session: Session, *, actor: str, action: str, summary: str,
+    before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    event = AuditEvent(actor=actor, action=action, summary=summary, before=before or {}, after=after or {})
+    session.add(event)
+    session.flush()
+    return event
