@@ -153,12 +153,30 @@ def _read_csv(path: Path):
     except UnicodeDecodeError as exc:
         raise IngestError("Text is not UTF-8.", [_locate_bad_byte(path, raw, exc.start)]) from exc
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    _check_field_counts(path, raw.decode("utf-8"), sep)
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8", index_col=False)
     except pd.errors.ParserError as exc:
         raise IngestError(f"{path.name}: malformed CSV: {exc}") from exc
     except pd.errors.EmptyDataError as exc:
         raise IngestError(f"{path.name}: the file is empty.") from exc
+
+
+def _check_field_counts(path: Path, text: str, sep: str) -> None:
+    """Every record must have as many fields as the header; lists each one that does not."""
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    header = next(reader, None)
+    if not header:
+        raise IngestError(f"{path.name}: the file is empty.")
+    problems = [
+        Problem(path.name, row_no, None, f"malformed CSV: {len(row)} fields, the header has {len(header)}")
+        for row_no, row in enumerate(reader, start=1) if row and len(row) != len(header)
+    ]
+    if problems:
+        raise IngestError(f"{path.name}: malformed CSV, {len(problems)} row(s) do not match the header.", problems)
 
 
 def _locate_bad_byte(path: Path, raw: bytes, offset: int) -> Problem:
@@ -206,6 +224,7 @@ def validate(df, *, mapping: ColumnMap, file: str) -> list[tuple[str, ...]]:
             problems.append(Problem(file, i, problem[0], f"{problem[1]} (id {ids[i - 1]!r})"))
         paths.append(path)
     if problems:
+        problems.sort(key=lambda p: p.row or 0)
         raise IngestError(f"{file}: {len(problems)} problem(s); nothing was imported.", problems)
     return paths
 
