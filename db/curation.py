@@ -8,7 +8,7 @@ Nothing is ever orphaned: retire and merge move every product label to an active
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,8 +58,14 @@ def rename_node(session: Session, *, node_id: int, new_name: str, actor: str) ->
     before = {"node_id": node.id, "name": node.name, "path": node.path}
     node.name = new_name
     repath(session, node)
-    _structural(session, actor=actor, action="rename_node", summary=f"Renamed {before['path']!r} to {node.path!r}",
-                before=before, after={"node_id": node.id, "name": node.name, "path": node.path})
+    _structural(
+        session,
+        actor=actor,
+        action="rename_node",
+        summary=f"Renamed {before['path']!r} to {node.path!r}",
+        before=before,
+        after={"node_id": node.id, "name": node.name, "path": node.path},
+    )
     return node
 
 
@@ -75,8 +81,14 @@ def move_node(session: Session, *, node_id: int, new_parent_id: int | None, acto
     before = {"node_id": node.id, "parent_id": node.parent_id, "path": node.path}
     node.parent_id = new_parent_id
     repath(session, node)
-    _structural(session, actor=actor, action="move_node", summary=f"Moved {before['path']!r} to {node.path!r}",
-                before=before, after={"node_id": node.id, "parent_id": new_parent_id, "path": node.path})
+    _structural(
+        session,
+        actor=actor,
+        action="move_node",
+        summary=f"Moved {before['path']!r} to {node.path!r}",
+        before=before,
+        after={"node_id": node.id, "parent_id": new_parent_id, "path": node.path},
+    )
     return node
 
 
@@ -106,10 +118,14 @@ def merge_node(session: Session, *, source_id: int, target_id: int, actor: str) 
         repath(session, child)
     source.status, source.redirect_id = "retired", target.id
     session.flush()
-    _structural(session, actor=actor, action="merge_node",
-                summary=f"Merged {source.path!r} into {target.path!r} ({len(labels)} labels)",
-                before={"node_id": source.id, "labels": labels, "children": [c.id for c in children]},
-                after={"node_id": source.id, "target_id": target.id})
+    _structural(
+        session,
+        actor=actor,
+        action="merge_node",
+        summary=f"Merged {source.path!r} into {target.path!r} ({len(labels)} labels)",
+        before={"node_id": source.id, "labels": labels, "children": [c.id for c in children]},
+        after={"node_id": source.id, "target_id": target.id},
+    )
     return target
 
 
@@ -133,9 +149,14 @@ def retire_node(session: Session, *, node_id: int, target_id: int | None, actor:
         member.status, member.redirect_id = "retired", target_id
     session.flush()
     where = f", {len(labels)} labels moved to {target.path!r}" if target_id is not None else ""
-    _structural(session, actor=actor, action="retire_node", summary=f"Retired {node.path!r}{where}",
-                before={"node_id": node.id, "nodes": ids, "labels": labels},
-                after={"node_id": node.id, "target_id": target_id})
+    _structural(
+        session,
+        actor=actor,
+        action="retire_node",
+        summary=f"Retired {node.path!r}{where}",
+        before={"node_id": node.id, "nodes": ids, "labels": labels},
+        after={"node_id": node.id, "target_id": target_id},
+    )
 
 
 def relabel_product(session: Session, *, product_id: int, node_id: int, actor: str, source: str = "human") -> None:
@@ -147,10 +168,14 @@ def relabel_product(session: Session, *, product_id: int, node_id: int, actor: s
     old = set_label(session, product_id=product_id, node_id=node.id, source=source, actor=actor)
     if old == node.id:
         raise CurationError(f"Product {product.external_id!r} is already labelled {node.path!r}.")
-    write_audit(session, actor=actor, action="relabel_product",
-                summary=f"Relabelled {product.external_id!r} ({product.title[:60]}) as {node.path!r}",
-                before={"product_id": product_id, "source": source, "node_id": old},
-                after={"product_id": product_id, "source": source, "node_id": node.id})
+    write_audit(
+        session,
+        actor=actor,
+        action="relabel_product",
+        summary=f"Relabelled {product.external_id!r} ({product.title[:60]}) as {node.path!r}",
+        before={"product_id": product_id, "source": source, "node_id": old},
+        after={"product_id": product_id, "source": source, "node_id": node.id},
+    )
 
 
 # ---------------------------------------------------------------- undo
@@ -159,8 +184,7 @@ def relabel_product(session: Session, *, product_id: int, node_id: int, actor: s
 def _check(condition: bool, event: AuditEvent) -> None:
     if not condition:
         raise CurationError(
-            f"Cannot undo #{event.id} ({event.summary}): what it changed was changed again later; "
-            "undo the later changes first."
+            f"Cannot undo #{event.id} ({event.summary}): what it changed was changed again later; undo the later changes first."
         )
 
 
@@ -255,8 +279,9 @@ def undo(session: Session, *, event_id: int, actor: str) -> AuditEvent:
         raise CurationError(f"#{event.id} is a {event.action!r} event, which cannot be undone.")
     handler(session, event)
     session.flush()
-    undo_event = write_audit(session, actor=actor, action="undo", summary=f"Undid #{event.id}: {event.summary}",
-                             before=event.after, after=event.before)
+    undo_event = write_audit(
+        session, actor=actor, action="undo", summary=f"Undid #{event.id}: {event.summary}", before=event.after, after=event.before
+    )
     undo_event.undo_of_id = event.id
     event.undone_by_id = undo_event.id
     if event.action in STRUCTURAL:

@@ -6,7 +6,7 @@ must match them (tests/db/test_migrations.py compares the two).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +30,7 @@ IMAGE_STATUSES = ("ok", "none", "missing", "unreadable", "remote")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 NAMING = {

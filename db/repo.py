@@ -8,7 +8,9 @@ Curation functions write an audit event that `undo` can reverse; see db/curation
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from pathlib import PurePath
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -113,8 +115,11 @@ def ensure_path(session: Session, names: tuple[str, ...], cache: dict | None = N
             node = node_by_path(session, join_path(key))
             if node is None:
                 node = TaxonomyNode(
-                    parent_id=parent.id if parent else None, name=clean_name(key[-1]),
-                    path=join_path(key), depth=depth, status="active",
+                    parent_id=parent.id if parent else None,
+                    name=clean_name(key[-1]),
+                    path=join_path(key),
+                    depth=depth,
+                    status="active",
                 )
                 session.add(node)
                 session.flush()
@@ -148,13 +153,11 @@ def repath(session: Session, node: TaxonomyNode) -> None:
     new_path = join_path([parent.path, node.name]) if parent else node.name
     clash = node_by_path(session, new_path)
     if clash is not None and clash.id != node.id:
-        raise CurationError(
-            f"A category {new_path!r} already exists ({clash.status}); merge into it instead."
-        )
+        raise CurationError(f"A category {new_path!r} already exists ({clash.status}); merge into it instead.")
     kids = children_map(session)
     old_prefix = node.path
     for member in subtree(session, node, kids):
-        member.path = new_path + member.path[len(old_prefix):]
+        member.path = new_path + member.path[len(old_prefix) :]
         member.depth = member.path.count(PATH_SEP) + 1
     session.flush()
 
@@ -181,11 +184,7 @@ def effective_labels_subquery():
     """
     rank = func.row_number().over(partition_by=Label.product_id, order_by=_source_priority())
     ranked = select(Label.product_id, Label.node_id, Label.source, rank.label("rank")).subquery()
-    return (
-        select(ranked.c.product_id, ranked.c.node_id, ranked.c.source)
-        .where(ranked.c.rank == 1)
-        .subquery("effective")
-    )
+    return select(ranked.c.product_id, ranked.c.node_id, ranked.c.source).where(ranked.c.rank == 1).subquery("effective")
 
 
 def product_label(session: Session, product_id: int) -> tuple[TaxonomyNode, str] | None:
@@ -233,26 +232,38 @@ def taxonomy_rows(session: Session, *, include_retired: bool = False) -> list[di
             if node.status == "retired" and not include_retired:
                 continue
             direct, total = counts.get(node.id, (0, 0))
-            rows.append({
-                "id": node.id, "parent_id": node.parent_id, "name": node.name, "path": node.path,
-                "depth": node.depth, "status": node.status, "direct": direct, "products": total,
-                "children": sum(1 for k in kids.get(node.id, []) if k.status != "retired"),
-            })
+            rows.append(
+                {
+                    "id": node.id,
+                    "parent_id": node.parent_id,
+                    "name": node.name,
+                    "path": node.path,
+                    "depth": node.depth,
+                    "status": node.status,
+                    "direct": direct,
+                    "products": total,
+                    "children": sum(1 for k in kids.get(node.id, []) if k.status != "retired"),
+                }
+            )
     return rows
 
 
 def products_in_node(
     session: Session, *, node_id: int, limit: int = 24, offset: int = 0, descendants: bool = True
 ) -> tuple[list[Product], int]:
-    """Products whose effective label is `node_id` (or below it); returns (page, total)."""
+    """Products whose effective label is `node_id` (or below it), those with a photo first; returns (page, total)."""
     node = get_node(session, node_id)
     ids = [n.id for n in subtree(session, node)] if descendants else [node.id]
     eff = effective_labels_subquery()
     where = eff.c.node_id.in_(ids)
     total = session.scalar(select(func.count()).select_from(eff).where(where)) or 0
     stmt = (
-        select(Product).join(eff, eff.c.product_id == Product.id).where(where)
-        .order_by(Product.id).limit(limit).offset(offset)
+        select(Product)
+        .join(eff, eff.c.product_id == Product.id)
+        .where(where)
+        .order_by(case((Product.image_status == "ok", 0), else_=1), Product.id)
+        .limit(limit)
+        .offset(offset)
     )
     return list(session.scalars(stmt)), total
 
@@ -281,10 +292,51 @@ def audit_history(session: Session, *, limit: int = 50) -> list[AuditEvent]:
 
 
 def write_audit(
-    session: Session, *, actor: str, action: str, summary: str,
-    before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    summary: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
 ) -> AuditEvent:
     event = AuditEvent(actor=actor, action=action, summary=summary, before=before or {}, after=after or {})
     session.add(event)
     session.flush()
     return event
+
+
+def image_location(root: str | None, image: str | None) -> str | None:
+    """An image's file path (under the platform's root) or URL, or None."""
+    if not image:
+        return None
+    if image.startswith(("http://", "https://")) or root is None:
+        return image
+    return str(PurePath(root) / image)
+
+
+def product_cards(session: Session, *, product_ids: list[int]) -> list[dict[str, Any]]:
+    """Display data for products, in the given order: title, brand, image location and status, label."""
+    eff = effective_labels_subquery()
+    stmt = (
+        select(Product, Platform.name, Platform.root, TaxonomyNode.path, eff.c.source)
+        .join(Platform, Platform.id == Product.platform_id)
+        .outerjoin(eff, eff.c.product_id == Product.id)
+        .outerjoin(TaxonomyNode, TaxonomyNode.id == eff.c.node_id)
+        .where(Product.id.in_(product_ids))
+    )
+    cards = {}
+    for product, platform, root, path, source in session.execute(stmt):
+        cards[product.id] = {
+            "id": product.id,
+            "external_id": product.external_id,
+            "platform": platform,
+            "title": product.title,
+            "brand": product.brand,
+            "description": product.description,
+            "image_status": product.image_status,
+            "image": image_location(root, product.image),
+            "label": path,
+            "label_source": source,
+        }
+    return [cards[i] for i in product_ids if i in cards]

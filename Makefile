@@ -1,0 +1,44 @@
+# Taxonomy Curator. The two commands of the README:
+#   make run    install into .venv, ingest $(CATALOG_DIR) into the default database, serve http://localhost:8501
+#   make test   install what the tests need (venv, Chromium, PostgreSQL), start PostgreSQL, run the suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CATALOG_DIR ?= ../shared/data/fashion-catalog
+PORT ?= 8501
+export CATALOG_DIR
+
+.PHONY: install system-deps run ingest serve test lint bench clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import torch, streamlit, sqlalchemy, alembic, pandas, timm, open_clip, umap, hdbscan, faiss"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	bash .ci/system-deps
+
+ingest: install
+	$(BIN)/python -m core db upgrade
+	$(BIN)/python -m core ingest --catalog "$(CATALOG_DIR)"
+
+serve: install
+	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+run: ingest serve
+
+test: install system-deps
+	TEST_DATABASE_URL=$$(bash .ci/pg-start) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check app core db pages tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/bench_ingest.py --catalog "$(CATALOG_DIR)"
+
+clean:
+	rm -rf data artifacts .pytest_cache

@@ -1,0 +1,1 @@
+"""Streamlit app: entry point, shared widgets and the one module of st.cache_* wrappers."""

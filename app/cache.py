@@ -1,0 +1,55 @@
+"""The app's only st.cache_* wrappers. Cached data is keyed by the database's audit high-water mark,
+so any curation action or ingest invalidates it, and nothing else does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import config
+from db import repo
+from db.models import AuditEvent, Product
+from db.session import get_sessionmaker, upgrade
+
+
+def db_url() -> str:
+    return config.database_url()
+
+
+@st.cache_resource(show_spinner="Opening the taxonomy database...")
+def _factory(url: str) -> sessionmaker[Session]:
+    upgrade(url)  # idempotent; the app never runs on an old schema
+    return get_sessionmaker(url)
+
+
+def factory() -> sessionmaker[Session]:
+    return _factory(db_url())
+
+
+def data_version() -> tuple[int, int]:
+    """(last audit event id, product count): changes whenever the data does."""
+    with factory()() as s:
+        return s.scalar(select(func.max(AuditEvent.id))) or 0, s.scalar(select(func.count(Product.id))) or 0
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def taxonomy_rows(url: str, version: tuple[int, int], include_retired: bool = False) -> list[dict[str, Any]]:
+    with _factory(url)() as s:
+        return repo.taxonomy_rows(s, include_retired=include_retired)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def catalogue_stats(url: str, version: tuple[int, int]) -> list[dict[str, Any]]:
+    with _factory(url)() as s:
+        return repo.catalogue_stats(s)
+
+
+def taxonomy(include_retired: bool = False) -> list[dict[str, Any]]:
+    return taxonomy_rows(db_url(), data_version(), include_retired)
+
+
+def stats() -> list[dict[str, Any]]:
+    return catalogue_stats(db_url(), data_version())

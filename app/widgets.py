@@ -1,0 +1,122 @@
+"""Widgets shared by pages: the actor box, the taxonomy tree, product grids, confirmed actions, undo."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from app import cache
+from db import curation
+from db.repo import CurationError
+from db.session import transaction
+
+ACTIONS: dict[str, Callable[..., Any]] = {
+    "add_node": curation.add_node,
+    "rename_node": curation.rename_node,
+    "move_node": curation.move_node,
+    "merge_node": curation.merge_node,
+    "retire_node": curation.retire_node,
+    "relabel_product": curation.relabel_product,
+    "undo": curation.undo,
+}
+
+
+def actor() -> str:
+    """Who is acting, for the audit log (set in the sidebar)."""
+    return (st.session_state.get("actor") or "").strip() or "merchandiser"
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.text_input("Your name (for the audit log)", key="actor", placeholder="merchandiser")
+        st.caption(f"Database: `{cache.db_url().split('@')[-1]}`")
+
+
+def flash() -> None:
+    """Show the outcome of the last action (kept across the rerun that follows it)."""
+    message = st.session_state.pop("flash", None)
+    if message:
+        kind, text = message
+        (st.success if kind == "ok" else st.error)(text)
+
+
+def perform(action: str, **kwargs: Any) -> bool:
+    """Run one curation action as one transaction; reports the outcome and reruns on success."""
+    try:
+        with transaction(cache.factory()) as session:
+            ACTIONS[action](session, actor=actor(), **kwargs)
+    except CurationError as exc:
+        st.session_state["flash"] = ("error", str(exc))
+        return False
+    return True
+
+
+def request(message: str, action: str, **kwargs: Any) -> None:
+    """Ask for confirmation before `action` runs (see `confirmation`)."""
+    st.session_state["pending"] = {"message": message, "action": action, "kwargs": kwargs}
+
+
+def confirmation() -> None:
+    """The confirm / cancel box of a requested action, if one is pending."""
+    pending = st.session_state.get("pending")
+    if not pending:
+        return
+    with st.container(border=True):
+        st.warning(pending["message"])
+        yes, no = st.columns(2)
+        if yes.button("Confirm", key="confirm_action", type="primary", width="stretch"):
+            st.session_state.pop("pending")
+            if perform(pending["action"], **pending["kwargs"]):
+                st.session_state["flash"] = ("ok", f"Done: {pending['message'].rstrip('?')}.")
+            st.rerun()
+        if no.button("Cancel", key="cancel_action", width="stretch"):
+            st.session_state.pop("pending")
+            st.rerun()
+
+
+def tree_markdown(rows: list[dict[str, Any]], root_id: int) -> str:
+    """A nested markdown list of the subtree under `root_id` with product counts."""
+    by_parent: dict[int | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_parent.setdefault(row["parent_id"], []).append(row)
+    lines: list[str] = []
+
+    def walk(parent_id: int, indent: int) -> None:
+        for row in by_parent.get(parent_id, []):
+            lines.append(f"{'  ' * indent}- **{row['name']}** · {row['products']:,}")
+            walk(row["id"], indent + 1)
+
+    walk(root_id, 0)
+    return "\n".join(lines) or "_no sub-categories_"
+
+
+def product_grid(cards: list[dict[str, Any]], *, columns: int = 6) -> None:
+    """Product cards in a grid: photo (or why there is none), title, label."""
+    for start in range(0, len(cards), columns):
+        cols = st.columns(columns)
+        for col, card in zip(cols, cards[start : start + columns]):
+            with col:
+                if card["image_status"] in ("ok", "remote") and card["image"]:
+                    st.image(card["image"], width="stretch")
+                else:
+                    st.caption(f"no photo ({card['image_status']})")
+                st.markdown(f"**{card['title']}**")
+                st.caption(f"{card['platform']} #{card['external_id']} · {card['label'] or 'unlabelled'}")
+
+
+def audit_table(events: list[Any]) -> None:
+    """Recent audit events, newest first, with an Undo button on those that can be undone."""
+    if not events:
+        st.caption("No changes yet.")
+        return
+    for event in events:
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        state = f" · undone by #{event.undone_by_id}" if event.undone_by_id else ""
+        left.markdown(f"`#{event.id}` {event.time:%Y-%m-%d %H:%M} · **{event.actor}** · {event.summary}{state}")
+        undoable = event.action in curation.UNDO and not event.undone_by_id
+        if undoable and right.button("Undo", key=f"undo_{event.id}"):
+            if perform("undo", event_id=event.id):
+                st.session_state["flash"] = ("ok", f"Undid #{event.id}: {event.summary}")
+            st.rerun()

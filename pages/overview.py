@@ -1,0 +1,60 @@
+"""Overview: catalogue counts per platform, label coverage, images, and the taxonomy tree."""
+
+import plotly.express as px
+import streamlit as st
+
+from app import cache
+from app.widgets import tree_markdown
+
+st.title("Overview")
+stats, rows = cache.stats(), cache.taxonomy()
+if not stats:
+    st.info("The catalogue is empty. Ingest one with `make run` or `python -m core ingest --catalog PATH`.")
+    st.stop()
+
+products = sum(s["products"] for s in stats)
+labelled = sum(s["labelled"] for s in stats)
+photos = sum(s.get("images_ok", 0) for s in stats)
+broken = sum(s.get("images_missing", 0) + s.get("images_unreadable", 0) for s in stats)
+cols = st.columns(5)
+cols[0].metric("Products", f"{products:,}")
+cols[1].metric("Platforms", len(stats))
+cols[2].metric("Labelled", f"{labelled / products:.1%}", help=f"{labelled:,} products have a category")
+cols[3].metric("With photo", f"{photos:,}", help=f"{broken:,} image files missing or unreadable")
+cols[4].metric("Categories", f"{len(rows):,}", help="active taxonomy nodes")
+
+st.subheader("Platforms")
+st.dataframe(
+    [
+        {
+            "platform": s["platform"],
+            "products": s["products"],
+            "labelled": s["labelled"],
+            "coverage": s["labelled"] / s["products"],
+            "photos": s.get("images_ok", 0),
+            "missing": s.get("images_missing", 0),
+            "unreadable": s.get("images_unreadable", 0),
+        }
+        for s in stats
+    ],
+    hide_index=True,
+    column_config={"coverage": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent")},
+)
+
+st.subheader("Taxonomy")
+tree_tab, chart_tab = st.tabs(["Tree", "Treemap"])
+with tree_tab:
+    for root in (r for r in rows if r["parent_id"] is None):
+        with st.expander(f"{root['name']} · {root['products']:,} products"):
+            st.markdown(tree_markdown(rows, root["id"]))
+with chart_tab:
+    fig = px.treemap(
+        names=[r["name"] for r in rows],
+        ids=[str(r["id"]) for r in rows],
+        parents=[str(r["parent_id"]) if r["parent_id"] else "" for r in rows],
+        values=[r["products"] for r in rows],
+        branchvalues="total",
+        maxdepth=3,
+    )
+    fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=520)
+    st.plotly_chart(fig, width="stretch", key="overview_treemap")
