@@ -45,7 +45,7 @@ st.subheader("Taxonomy")
 tree_tab, chart_tab = st.tabs(["Tree", "Treemap"])
 with tree_tab:
     for root in (r for r in rows if r["parent_id"] is None):
-        with st.expander(f"{root['name']} · {root['products']:,} products"):
+        with st.expander(f"{root['name']} · {root['products']:,} product{'' if root['products'] == 1 else 's'}"):
             st.markdown(tree_markdown(rows, root["id"]))
 with chart_tab:
     fig = px.treemap(
