@@ -9,6 +9,7 @@ import argparse
 import getpass
 import json
 import sys
+
 from core import config
 
 
@@ -36,8 +37,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     upgrade(args.db)
     try:
         report = ingest(
-            args.catalog, platform=args.platform, db_url=args.db, mapping=ColumnMap.parse(args.map),
-            limit=args.limit, images_root=args.images_root, actor=args.actor, progress=_tqdm_progress(),
+            args.catalog,
+            platform=args.platform,
+            db_url=args.db,
+            mapping=ColumnMap.parse(args.map),
+            limit=args.limit,
+            images_root=args.images_root,
+            actor=args.actor,
+            progress=_tqdm_progress(),
         )
     except IngestError as exc:
         print(f"ingest failed, the database is unchanged:\n{exc}", file=sys.stderr)
@@ -71,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--catalog", default=str(config.catalog_dir()), help="file or folder (default: $CATALOG_DIR)")
     ing.add_argument("--platform", default=config.default_platform(), help="platform name (default: %(default)s)")
     ing.add_argument("--limit", type=int, default=None, help="only the first N rows")
-    ing.add_argument("--map", action="append", metavar="KEY=COLUMN",
-                     help="column mapping, e.g. --map id=sku --map path=category --map levels=l1,l2,l3")
+    ing.add_argument(
+        "--map",
+        action="append",
+        metavar="KEY=COLUMN",
+        help="column mapping, e.g. --map id=sku --map path=category --map levels=l1,l2,l3",
+    )
     ing.add_argument("--images-root", default=None, help="folder image paths are relative to")
     ing.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
     ing.add_argument("--json", action="store_true", help="also print the full report as JSON")

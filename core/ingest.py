@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core.config import database_url
 
@@ -39,7 +40,7 @@ class ColumnMap:
     path_sep: str = ">"
 
     @classmethod
-    def parse(cls, specs: list[str] | None) -> "ColumnMap":
+    def parse(cls, specs: list[str] | None) -> ColumnMap:
         """From CLI specs like ['id=sku', 'path=category', 'levels=l1,l2']; 'none' drops an optional column."""
         values: dict[str, Any] = {}
         for spec in specs or []:
@@ -65,7 +66,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = ", ".join(x for x in (self.file, f"row {self.row}" if self.row else "", f"column {self.column!r}" if self.column else "") if x)
+        where = ", ".join(
+            x for x in (self.file, f"row {self.row}" if self.row else "", f"column {self.column!r}" if self.column else "") if x
+        )
         return f"{where}: {self.message}"
 
 
@@ -173,7 +176,8 @@ def _check_field_counts(path: Path, text: str, sep: str) -> None:
         raise IngestError(f"{path.name}: the file is empty.")
     problems = [
         Problem(path.name, row_no, None, f"malformed CSV: {len(row)} fields, the header has {len(header)}")
-        for row_no, row in enumerate(reader, start=1) if row and len(row) != len(header)
+        for row_no, row in enumerate(reader, start=1)
+        if row and len(row) != len(header)
     ]
     if problems:
         raise IngestError(f"{path.name}: malformed CSV, {len(problems)} row(s) do not match the header.", problems)
@@ -288,7 +292,9 @@ def check_image(path: Path) -> tuple[str, str | None]:
     return "ok", None
 
 
-def check_images(items: list[tuple[str, Path]], *, workers: int = 4, progress: Progress | None = None) -> dict[str, tuple[str, str | None]]:
+def check_images(
+    items: list[tuple[str, Path]], *, workers: int = 4, progress: Progress | None = None
+) -> dict[str, tuple[str, str | None]]:
     """Check many images in threads; items are (key, path); returns {key: (status, problem)}."""
     out: dict[str, tuple[str, str | None]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -304,7 +310,11 @@ def check_images(items: list[tuple[str, Path]], *, workers: int = 4, progress: P
 
 def build_records(df, *, mapping: ColumnMap, paths: list[tuple[str, ...]]) -> list[dict[str, Any]]:
     """One dict per row: the core fields, the other columns as attributes, the category path and a content hash."""
-    known = {c for c in (mapping.id, mapping.title, mapping.description, mapping.brand, mapping.image, mapping.path, *mapping.levels) if c}
+    known = {
+        c
+        for c in (mapping.id, mapping.title, mapping.description, mapping.brand, mapping.image, mapping.path, *mapping.levels)
+        if c
+    }
     extra_cols = [c for c in df.columns if c not in known]
     records = []
     for row, path in zip(df.to_dict("records"), paths):
@@ -318,7 +328,11 @@ def build_records(df, *, mapping: ColumnMap, paths: list[tuple[str, ...]]) -> li
             "attributes": attrs,
             "path": path,
         }
-        rec["content_hash"] = hashlib.sha256(json.dumps({k: rec[k] for k in ("title", "description", "brand", "image", "attributes")}, sort_keys=True, default=str).encode()).hexdigest()
+        rec["content_hash"] = hashlib.sha256(
+            json.dumps(
+                {k: rec[k] for k in ("title", "description", "brand", "image", "attributes")}, sort_keys=True, default=str
+            ).encode()
+        ).hexdigest()
         records.append(rec)
     return records
 
@@ -338,8 +352,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def ingest(
-    catalog: str | Path, *, platform: str, db_url: str | None = None, mapping: ColumnMap | None = None,
-    limit: int | None = None, images_root: str | Path | None = None, actor: str = "ingest",
+    catalog: str | Path,
+    *,
+    platform: str,
+    db_url: str | None = None,
+    mapping: ColumnMap | None = None,
+    limit: int | None = None,
+    images_root: str | Path | None = None,
+    actor: str = "ingest",
     progress: Progress | None = None,
 ) -> IngestReport:
     """Validate and upsert a catalogue into the database in one transaction.
@@ -384,9 +404,11 @@ def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, p
 
     plat = repo.get_or_create_platform(session, name=report.platform, root=str(root.resolve()))
     existing = {
-        r.external_id: r for r in session.execute(
-            select(Product.id, Product.external_id, Product.content_hash, Product.image, Product.image_stamp, Product.image_status)
-            .where(Product.platform_id == plat.id)
+        r.external_id: r
+        for r in session.execute(
+            select(
+                Product.id, Product.external_id, Product.content_hash, Product.image, Product.image_stamp, Product.image_status
+            ).where(Product.platform_id == plat.id)
         )
     }
     _apply_image_checks(records, existing, root=root, report=report, progress=progress)
@@ -438,10 +460,14 @@ def _write_products(session, platform_id: int, records, existing, *, report: Ing
         values = {c: rec[c] for c in cols}
         if old is None:
             new.append({"platform_id": platform_id, "external_id": rec["external_id"], **values})
-        elif old.content_hash != rec["content_hash"] or old.image_status != rec["image_status"] or old.image_stamp != rec["image_stamp"]:
+        elif (
+            old.content_hash != rec["content_hash"]
+            or old.image_status != rec["image_status"]
+            or old.image_stamp != rec["image_stamp"]
+        ):
             changed.append({"id": old.id, "updated_at": utcnow(), **values})
     for start in range(0, len(new), 5000):
-        session.execute(insert(Product), new[start:start + 5000])
+        session.execute(insert(Product), new[start : start + 5000])
         if progress:
             progress("products", min(start + 5000, len(new)), len(new))
     if changed:
@@ -458,7 +484,8 @@ def _write_labels(session, platform_id: int, records, *, report: IngestReport, a
 
     ids = dict(session.execute(select(Product.external_id, Product.id).where(Product.platform_id == platform_id)).all())
     current = {
-        r.product_id: r for r in session.execute(
+        r.product_id: r
+        for r in session.execute(
             select(Label.id, Label.product_id, Label.node_id)
             .join(Product, Product.id == Label.product_id)
             .where(Product.platform_id == platform_id, Label.source == "platform")

@@ -21,8 +21,7 @@ def pg_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         raise RuntimeError(
-            "TEST_DATABASE_URL is not set: run the suite with `make test`, which starts PostgreSQL "
-            "(.ci/pg-start) and sets it."
+            "TEST_DATABASE_URL is not set: run the suite with `make test`, which starts PostgreSQL (.ci/pg-start) and sets it."
         )
     return url
 

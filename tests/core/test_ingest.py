@@ -208,10 +208,42 @@ def test_bad_column_mapping_is_explained():
 
 def test_cli_reports_errors_with_exit_code_2(db_url, tmp_path, capsys):
     bad = write_csv(tmp_path, "sku,name\n1,Shirt\n")
-    code = cli_main(["--db", db_url, "ingest", "--catalog", str(bad), "--map", "id=sku", "--map", "title=name",
-                     "--map", "path=category", "--platform", "shop"])
+    code = cli_main(
+        [
+            "--db",
+            db_url,
+            "ingest",
+            "--catalog",
+            str(bad),
+            "--map",
+            "id=sku",
+            "--map",
+            "title=name",
+            "--map",
+            "path=category",
+            "--platform",
+            "shop",
+        ]
+    )
     assert code == 2 and "missing required columns" in capsys.readouterr().err
     good = write_csv(tmp_path, GOOD_CSV, name="good.csv")
-    code = cli_main(["--db", db_url, "ingest", "--catalog", str(good), "--map", "id=sku", "--map", "title=name",
-                     "--map", "path=category", "--map", "image=picture", "--platform", "shop"])
+    code = cli_main(
+        [
+            "--db",
+            db_url,
+            "ingest",
+            "--catalog",
+            str(good),
+            "--map",
+            "id=sku",
+            "--map",
+            "title=name",
+            "--map",
+            "path=category",
+            "--map",
+            "image=picture",
+            "--platform",
+            "shop",
+        ]
+    )
     assert code == 0 and "2 new" in capsys.readouterr().out

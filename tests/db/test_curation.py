@@ -56,7 +56,8 @@ def label_paths(factory):
         eff = repo.effective_labels_subquery()
         rows = s.execute(
             select(Product.external_id, TaxonomyNode.path)
-            .join(eff, eff.c.product_id == Product.id).join(TaxonomyNode, TaxonomyNode.id == eff.c.node_id)
+            .join(eff, eff.c.product_id == Product.id)
+            .join(TaxonomyNode, TaxonomyNode.id == eff.c.node_id)
         )
         return dict(rows.all())
 
@@ -159,7 +160,10 @@ def test_retire_moves_every_product_so_none_is_orphaned(factory, tree):
     labels = label_paths(factory)
     assert {labels[p] for p in ("p1", "p2", "p3", "p4")} == {"Footwear > Flip Flops"}
     assert set(paths(factory, "retired")) == {
-        "Footwear > Shoes", "Footwear > Shoes > Casual Shoes", "Footwear > Shoes > Sports Shoes"}
+        "Footwear > Shoes",
+        "Footwear > Shoes > Casual Shoes",
+        "Footwear > Shoes > Sports Shoes",
+    }
     with factory() as s:  # no label anywhere points at a retired node
         orphans = s.scalar(select(func.count()).select_from(Label).join(TaxonomyNode).where(TaxonomyNode.status == "retired"))
     assert orphans == 0
@@ -183,7 +187,9 @@ def test_relabel_wins_over_platform_label_and_undoes(factory, tree):
     run(factory, curation.relabel_product, product_id=tree["p5"], node_id=tree["tops"])
     assert label_paths(factory)["p5"] == "Apparel > Topwear > Tops"
     with factory() as s:
-        assert s.scalar(select(Label.node_id).where(Label.product_id == tree["p5"], Label.source == "platform")) == tree["tshirts"]
+        assert (
+            s.scalar(select(Label.node_id).where(Label.product_id == tree["p5"], Label.source == "platform")) == tree["tshirts"]
+        )
     undo_last(factory)
     assert label_paths(factory)["p5"] == "Apparel > Topwear > Tshirts"
     with factory() as s:
