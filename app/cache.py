@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import config
+from db import predictions as preds
 from db import repo
-from db.models import AuditEvent, Product
+from db.models import AuditEvent, ModelVersion, Prediction, Product
 from db.session import get_sessionmaker, upgrade
 
 
@@ -53,3 +54,27 @@ def taxonomy(include_retired: bool = False) -> list[dict[str, Any]]:
 
 def stats() -> list[dict[str, Any]]:
     return catalogue_stats(db_url(), data_version())
+
+
+def model_key() -> tuple[int | None, int | None]:
+    """(active model version id, last prediction id): changes when predictions do."""
+    with factory()() as s:
+        version = preds.active_model_version(s)
+        return (version.id if version else None), s.scalar(select(func.max(Prediction.id)))
+
+
+@st.cache_data(show_spinner="Loading predictions...", max_entries=4)
+def _predictions(url: str, version: tuple[int, int], key: tuple[int | None, int | None]):
+    from core.prediction_view import prediction_frame
+
+    if key[0] is None:
+        return None, prediction_frame([])
+    with _factory(url)() as s:
+        model = s.get(ModelVersion, key[0])
+        info = {"id": model.id, "name": model.name, "metrics": model.metrics, "created_at": str(model.created_at)}
+        return info, prediction_frame(preds.prediction_table(s, model_version_id=model.id))
+
+
+def predictions():
+    """(active model version as a dict or None, DataFrame of its predictions)."""
+    return _predictions(db_url(), data_version(), model_key())

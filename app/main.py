@@ -17,6 +17,7 @@ st.set_page_config(page_title="Taxonomy Curator", page_icon=":material/account_t
 PAGES = [
     st.Page(ROOT / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page(ROOT / "pages" / "taxonomy.py", title="Taxonomy", icon=":material/account_tree:"),
+    st.Page(ROOT / "pages" / "predictions.py", title="Predictions", icon=":material/insights:"),
 ]
 navigation = st.navigation(PAGES)
 sidebar()

@@ -120,3 +120,20 @@ def audit_table(events: list[Any]) -> None:
             if perform("undo", event_id=event.id):
                 st.session_state["flash"] = ("ok", f"Undid #{event.id}: {event.summary}")
             st.rerun()
+
+
+def prediction_cards(rows: list[dict[str, Any]], *, levels: list[str], columns: int = 4) -> None:
+    """Cards comparing label and prediction, with per-level confidence."""
+    for start in range(0, len(rows), columns):
+        for col, row in zip(st.columns(columns), rows[start : start + columns]):
+            with col.container(border=True):
+                if row["image"]:
+                    st.image(row["image"], width="stretch")
+                st.markdown(f"**{row['title']}**")
+                mark = {True: ":green[agrees]", False: ":red[disagrees]", None: "unlabelled"}[row["agrees"]]
+                st.caption(f"label: {row['label'] or '—'}")
+                st.caption(f"predicted: {row['predicted']} · {mark} · stage {row['stage']}")
+                confs = " · ".join(
+                    f"L{i + 1} {row[c]:.2f}" for i, c in enumerate(levels) if row[c] == row[c] and row[c] is not None
+                )
+                st.caption(f"confidence {row['confidence']:.2f} ({confs})")

@@ -59,7 +59,8 @@ def test_overview_counts_and_tree(app_env):
     with get_sessionmaker(app_env)() as s:
         rows = repo.taxonomy_rows(s)
     roots = [r for r in rows if r["parent_id"] is None]
-    assert sorted(e.label for e in at.expander) == sorted(f"{r['name']} · {r['products']:,} products" for r in roots)
+    plural = lambda n: f"{n:,} product" + ("" if n == 1 else "s")  # noqa: E731
+    assert sorted(e.label for e in at.expander) == sorted(f"{r['name']} · {plural(r['products'])}" for r in roots)
     tree_text = "\n".join(m.value for m in at.markdown)
     for row in (r for r in rows if r["parent_id"] is not None):
         assert f"**{row['name']}** · {row['products']:,}" in tree_text
@@ -135,3 +136,58 @@ def test_product_grid_shows_the_node_products(app_env):
     at.selectbox(key="tax_node").set_value(leaf["id"]).run()
     captions = [c.value for c in at.caption]
     assert sum(leaf["path"] in c for c in captions) == min(leaf["products"], 18)
+
+
+@pytest.fixture
+def with_predictions(app_env):
+    """An active model predicting every product's label, except one product sent to another leaf."""
+    from db import predictions as preds
+    from db.session import transaction
+
+    factory = get_sessionmaker(app_env)
+    with transaction(factory) as s:
+        rows, leaves = repo.taxonomy_rows(s), {}
+        by_path = {r["path"]: r["id"] for r in rows}
+        leaves = [r["path"] for r in rows if r["children"] == 0]
+        version = preds.register_model_version(s, name="late-fusion", metrics={"hf1": 0.991}, params={}, artifact=None)
+        preds.activate_model_version(s, version_id=version.id, actor="test")
+        eff = repo.effective_labels_subquery()
+        labelled = s.execute(
+            select(eff.c.product_id, TaxonomyNode.path).join(TaxonomyNode, TaxonomyNode.id == eff.c.node_id)
+        ).all()
+        out, wrong = [], labelled[0]
+        for pid, path in labelled:
+            target = next(p for p in leaves if p != path) if pid == wrong.product_id else path
+            parts = target.split(" > ")
+            for level in range(1, len(parts) + 1):
+                conf = 0.4 if pid == wrong.product_id else 0.97
+                out.append(
+                    {
+                        "product_id": pid,
+                        "level": level,
+                        "node_id": by_path[" > ".join(parts[:level])],
+                        "confidence": conf,
+                        "stage": 2 if pid == wrong.product_id else 1,
+                    }
+                )
+        preds.replace_predictions(s, model_version_id=version.id, rows=out)
+    return wrong
+
+
+def test_predictions_page_without_a_model_explains_what_to_do(app_env):
+    at = run_page("predictions")
+    assert "No predictions yet" in at.info[0].value
+
+
+def test_predictions_page_filters_and_exports(with_predictions):
+    at = run_page("predictions")
+    assert "late-fusion" in at.caption[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Products"] == "80" and metrics["Agree with label"] == "98.8%"
+    at.selectbox(key="pred_agree").set_value("disagrees with label").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Products"] == "1" and metrics["Sent to stage 2"] == "100.0%"
+    assert any("disagrees" in c.value for c in at.caption)
+    at.selectbox(key="pred_agree").set_value("all").run()
+    at.slider(key="pred_range").set_value((0.5, 1.0)).run()
+    assert {m.label: m.value for m in at.metric}["Products"] == "79"

@@ -1,0 +1,116 @@
+"""Model versions and their stored predictions (per product and taxonomy level)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from db.models import ModelVersion, Platform, Prediction, Product, TaxonomyNode
+from db.repo import CurationError, effective_labels_subquery, image_location, write_audit
+
+
+def register_model_version(
+    session: Session,
+    *,
+    name: str,
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+    artifact: str | None,
+    taxonomy_version_id: int | None = None,
+) -> ModelVersion:
+    """Record a trained model (a candidate until activated)."""
+    version = ModelVersion(name=name, metrics=metrics, params=params, artifact=artifact, taxonomy_version_id=taxonomy_version_id)
+    session.add(version)
+    session.flush()
+    return version
+
+
+def active_model_version(session: Session) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.status == "active").order_by(ModelVersion.id.desc()))
+
+
+def activate_model_version(session: Session, *, version_id: int, actor: str) -> ModelVersion:
+    """Make `version_id` the active model (the previous one is archived); audited."""
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise CurationError(f"Unknown model version {version_id}.")
+    previous = active_model_version(session)
+    if previous is not None and previous.id == version.id:
+        raise CurationError(f"Model version {version_id} is already active.")
+    session.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="archived"))
+    version.status = "active"
+    write_audit(
+        session,
+        actor=actor,
+        action="activate_model",
+        summary=f"Activated model version #{version.id} ({version.name})",
+        before={"version_id": previous.id if previous else None},
+        after={"version_id": version.id},
+    )
+    return version
+
+
+def replace_predictions(session: Session, *, model_version_id: int, rows: list[dict[str, Any]]) -> int:
+    """Store a model version's predictions, replacing any earlier ones of that version.
+
+    Args:
+        rows: dicts with product_id, level (1-based), node_id, confidence, stage.
+    """
+    session.execute(delete(Prediction).where(Prediction.model_version_id == model_version_id))
+    for start in range(0, len(rows), 10000):
+        chunk = [{**r, "model_version_id": model_version_id} for r in rows[start : start + 10000]]
+        session.execute(insert(Prediction), chunk)
+    return len(rows)
+
+
+def prediction_table(session: Session, *, model_version_id: int) -> list[dict[str, Any]]:
+    """One row per predicted product: label path, predicted path, per-level confidence, stage, agreement."""
+    eff = effective_labels_subquery()
+    label_node = TaxonomyNode.__table__.alias("label_node")
+    stmt = (
+        select(
+            Prediction.product_id,
+            Prediction.level,
+            Prediction.confidence,
+            Prediction.stage,
+            TaxonomyNode.path,
+            Product.external_id,
+            Product.title,
+            Product.image,
+            Product.image_status,
+            Platform.name,
+            Platform.root,
+            label_node.c.path.label("label_path"),
+        )
+        .join(TaxonomyNode, TaxonomyNode.id == Prediction.node_id)
+        .join(Product, Product.id == Prediction.product_id)
+        .join(Platform, Platform.id == Product.platform_id)
+        .outerjoin(eff, eff.c.product_id == Product.id)
+        .outerjoin(label_node, label_node.c.id == eff.c.node_id)
+        .where(Prediction.model_version_id == model_version_id)
+        .order_by(Prediction.product_id, Prediction.level)
+    )
+    table: dict[int, dict[str, Any]] = {}
+    for r in session.execute(stmt):
+        row = table.setdefault(
+            r.product_id,
+            {
+                "product_id": r.product_id,
+                "external_id": r.external_id,
+                "platform": r.name,
+                "title": r.title,
+                "image": image_location(r.root, r.image) if r.image_status in ("ok", "remote") else None,
+                "label": r.label_path,
+                "stage": r.stage,
+                "confidence": 1.0,
+                "levels": [],
+            },
+        )
+        row["predicted"] = r.path  # the deepest level's node carries the full path
+        row["levels"].append(r.confidence)
+        row["confidence"] *= r.confidence
+    for row in table.values():
+        row["agrees"] = row["label"] == row["predicted"] if row["label"] else None
+    return list(table.values())
