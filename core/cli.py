@@ -69,6 +69,68 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from core.dataset import load_catalogue
+    from core.features import embed_catalogue
+    from db.session import get_sessionmaker
+
+    with get_sessionmaker(args.db)() as s:
+        cat = load_catalogue(s)
+    image = None if args.image == "none" else args.image
+    feats = embed_catalogue(
+        cat,
+        text_encoder=args.text,
+        image_encoder=image,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=_tqdm_progress(),
+    )
+    for modality, stats in feats.stats.items():
+        print(f"{modality} ({feats.encoder_ids[modality]}): {stats}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.classify import evaluate, markdown_table
+    from core.dataset import load_catalogue
+    from core.features import embed_catalogue
+    from db.session import get_sessionmaker
+
+    with get_sessionmaker(args.db)() as s:
+        cat = load_catalogue(s)
+    cat = cat.subset([i for i, lab in enumerate(cat.labels) if lab is not None])
+    feats = embed_catalogue(cat, device=args.device, progress=_tqdm_progress())
+    result = evaluate(cat, feats, seed=args.seed, device=args.device, progress=_tqdm_progress())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(markdown_table(result["rows"]))
+    print(f"written to {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.pipeline import train
+
+    train(
+        args.db,
+        seed=args.seed,
+        force=args.force,
+        activate=True if args.activate else None,
+        device=args.device,
+        progress=_tqdm_progress(),
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from core.pipeline import predict
+
+    predict(args.db, force=args.force, device=args.device, progress=_tqdm_progress())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
     parser.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or ./data/curator.db)")
@@ -88,6 +150,31 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
     ing.add_argument("--json", action="store_true", help="also print the full report as JSON")
     ing.set_defaults(func=cmd_ingest)
+
+    emb = sub.add_parser("embed", help="embed product texts and photos (cached by content)")
+    emb.add_argument("--text", default="minilm", help="text encoder (default: %(default)s)")
+    emb.add_argument("--image", default="efficientnet-lite0", help="image encoder, or 'none' (default: %(default)s)")
+    emb.add_argument("--batch-size", type=int, default=64)
+    emb.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    emb.set_defaults(func=cmd_embed)
+
+    ev = sub.add_parser("evaluate", help="compare baseline, single-modality, fusion and cascade models on one split")
+    ev.add_argument("--out", default="benchmarks/results/classify.json")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default=None)
+    ev.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser("train", help="train the two-stage classifier on the database's labels; register a version")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--force", action="store_true", help="train even when labels and features are unchanged")
+    tr.add_argument("--activate", action="store_true", help="make the new version active (default: only the first)")
+    tr.add_argument("--device", default=None)
+    tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="predict every product with the active model version (two-stage)")
+    pr.add_argument("--force", action="store_true")
+    pr.add_argument("--device", default=None)
+    pr.set_defaults(func=cmd_predict)
 
     dbp = sub.add_parser("db", help="database schema (Alembic migrations)")
     dbp.add_argument("action", choices=["upgrade", "current"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ModelVersion, Platform, Prediction, Product, TaxonomyNode
@@ -63,6 +63,18 @@ def replace_predictions(session: Session, *, model_version_id: int, rows: list[d
         chunk = [{**r, "model_version_id": model_version_id} for r in rows[start : start + 10000]]
         session.execute(insert(Prediction), chunk)
     return len(rows)
+
+
+def prediction_count(session: Session, *, model_version_id: int) -> int:
+    """How many products have predictions of this version."""
+    stmt = select(func.count(func.distinct(Prediction.product_id))).where(Prediction.model_version_id == model_version_id)
+    return session.scalar(stmt) or 0
+
+
+def mark_predicted(session: Session, *, model_version_id: int, key: str) -> None:
+    """Record the data key the version's stored predictions were made on (so re-runs can be skipped)."""
+    version = session.get(ModelVersion, model_version_id)
+    version.params = {**version.params, "predicted_key": key}
 
 
 def prediction_table(session: Session, *, model_version_id: int) -> list[dict[str, Any]]:

@@ -1,0 +1,265 @@
+"""Train, evaluate and apply the hierarchical classifiers on a catalogue's features.
+
+`ModelSpec`s name the models of the comparison (the TF-IDF + linear SVM baseline, single-modality
+models, three fusions, the two-stage cascade); `evaluate` trains each on one seeded stratified split and
+scores it on two populations (products with a photo, all products) in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.dataset import Catalogue, stratified_split
+from core.features import Features
+
+FUSION_MODALITIES = ("text", "image", "joint")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    fusion: str = "late"
+    modalities: tuple[str, ...] = ("text",)
+    images_only: bool = False  # trained and scored on products with a photo only
+
+
+MODELS = (
+    ModelSpec("text-only", "late", ("text",)),
+    ModelSpec("image-only", "late", ("image",), images_only=True),
+    ModelSpec("joint-only", "late", ("joint",)),
+    ModelSpec("early-fusion", "early", FUSION_MODALITIES),
+    ModelSpec("late-fusion", "late", FUSION_MODALITIES),
+    ModelSpec("attention-fusion", "attention", FUSION_MODALITIES),
+)
+TRAIN_OPTIONS: dict[str, Any] = {"hidden": 512, "epochs": 40, "lr": 2e-3, "batch_size": 512, "patience": 4, "dropout": 0.2}
+
+
+@dataclass
+class Split:
+    """Row indices: `fit` trains models, `calib` picks the cascade threshold, `test` scores everything."""
+
+    fit: np.ndarray
+    calib: np.ndarray
+    test: np.ndarray
+
+
+def make_split(labels: list[tuple[str, ...]], *, seed: int = 0, test_size: float = 0.2, calib_size: float = 0.1) -> Split:
+    train, test = stratified_split(labels, test_size=test_size, seed=seed)
+    fit_local, calib_local = stratified_split([labels[i] for i in train], test_size=calib_size, seed=seed + 1)
+    return Split(train[fit_local], train[calib_local], test)
+
+
+def add_joint(feats: Features, rows_for_fit: np.ndarray, *, dim: int = 256, seed: int = 0, epochs: int = 30):
+    """Fit the contrastive text-image aligner on `rows_for_fit` that have a photo; add block "joint" for all rows.
+
+    Returns:
+        the fitted `JointAligner`.
+    """
+    from core.joint import JointAligner
+
+    rows = rows_for_fit[feats.masks["image"][rows_for_fit]]
+    aligner = JointAligner(dim=dim, epochs=epochs, seed=seed).fit(feats.blocks["text"][rows], feats.blocks["image"][rows])
+    feats.blocks["joint"] = aligner.joint(feats.blocks["text"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
+    feats.masks["joint"] = np.ones(len(feats.product_ids), bool)
+    return aligner
+
+
+def inputs(feats: Features, modalities, rows: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    return (
+        {m: feats.blocks[m][rows] for m in modalities},
+        {m: feats.masks.get(m, np.ones(len(feats.product_ids), bool))[rows] for m in modalities},
+    )
+
+
+def fit_model(spec: ModelSpec, feats: Features, labels: list, rows: np.ndarray, *, tree, seed: int = 0, device=None, **options):
+    """Train one hierarchical classifier of `spec` on `rows`."""
+    from core.hierarchy import HierarchicalClassifier
+
+    X, masks = inputs(feats, spec.modalities, rows)
+    clf = HierarchicalClassifier(
+        fusion=spec.fusion, modalities=spec.modalities, seed=seed, device=device, tree=tree, **{**TRAIN_OPTIONS, **options}
+    )
+    return clf.fit(X, [labels[i] for i in rows], masks=masks)
+
+
+# ---------------------------------------------------------------- baseline
+
+
+@dataclass
+class TfidfSvmBaseline:
+    """TF-IDF (word 1-2-grams + char 2-5-grams) on titles + a linear SVM over full paths (flat)."""
+
+    C: float = 1.0
+    model_: Any = field(default=None, repr=False)
+
+    def fit(self, titles: list[str], paths: list[tuple[str, ...]]) -> TfidfSvmBaseline:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline, make_union
+        from sklearn.svm import LinearSVC
+
+        features = make_union(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
+        )
+        self.model_ = make_pipeline(features, LinearSVC(C=self.C)).fit(titles, [" > ".join(p) for p in paths])
+        return self
+
+    def predict_paths(self, titles: list[str]) -> list[tuple[str, ...]]:
+        return [tuple(p.split(" > ")) for p in self.model_.predict(titles)]
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score(tree, true_paths: list, pred_nodes: np.ndarray) -> dict[str, Any]:
+    """Hierarchical P/R/F1, per-level accuracy and macro-F1, and path validity of node-index predictions."""
+    from core.metrics import hierarchical_report
+
+    return hierarchical_report(tree.encode(true_paths), pred_nodes, tree=tree)
+
+
+# ---------------------------------------------------------------- the comparison
+
+
+def _timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - started
+
+
+def _row(model: str, population: str, report: dict, *, train_s: float, predict_s: float, n: int, **extra) -> dict:
+    return {
+        "model": model,
+        "population": population,
+        "hf1": report["hF1"],
+        "hp": report["hP"],
+        "hr": report["hR"],
+        "acc": report["level_accuracy"],
+        "macro_f1": report["level_macro_f1"],
+        "path_validity": report.get("path_validity", 1.0),
+        "train_s": round(train_s, 2),
+        "predict_items_per_s": round(n / predict_s, 1) if predict_s > 0 else None,
+        "n_test": n,
+        **extra,
+    }
+
+
+POPULATIONS = {"with_images": lambda has_image: has_image, "all": lambda has_image: np.ones_like(has_image)}
+
+
+def evaluate_model(spec: ModelSpec, feats: Features, labels: list, split: Split, tree, *, seed: int, device=None):
+    """Train `spec` on split.fit, score it on split.test for each population; returns (rows, model)."""
+    has_image = feats.masks["image"]
+    fit_rows = split.fit[has_image[split.fit]] if spec.images_only else split.fit
+    model, train_s = _timed(fit_model, spec, feats, labels, fit_rows, tree=tree, seed=seed, device=device)
+    rows = []
+    for population, select in POPULATIONS.items():
+        if spec.images_only and population == "all":
+            continue  # an image model has nothing to read for products without a photo
+        test = split.test[select(has_image[split.test])]
+        X, masks = inputs(feats, spec.modalities, test)
+        pred, predict_s = _timed(model.predict, X, masks=masks)
+        report = score(tree, [labels[i] for i in test], pred.nodes)
+        rows.append(_row(spec.name, population, report, train_s=train_s, predict_s=predict_s, n=len(test)))
+    return rows, model
+
+
+def evaluate_baseline(cat: Catalogue, feats: Features, labels: list, split: Split, tree) -> list[dict]:
+    titles = cat.titles
+    model, train_s = _timed(TfidfSvmBaseline().fit, [titles[i] for i in split.fit], [labels[i] for i in split.fit])
+    rows = []
+    for population, select in POPULATIONS.items():
+        test = split.test[select(feats.masks["image"][split.test])]
+        paths, predict_s = _timed(model.predict_paths, [titles[i] for i in test])
+        report = score(tree, [labels[i] for i in test], tree.encode(paths))
+        rows.append(_row("tfidf-svm (baseline)", population, report, train_s=train_s, predict_s=predict_s, n=len(test)))
+    return rows
+
+
+def evaluate_cascade(
+    stage1, stage2, feats: Features, labels: list, split: Split, tree, *, train_s: float
+) -> tuple[list[dict], dict]:
+    """Choose the threshold on split.calib, then score the cascade on split.test (both populations)."""
+    from core.cascade import TwoStageCascade, choose_threshold, threshold_sweep
+
+    modalities = sorted(set(stage1.modalities) | set(stage2.modalities))
+    X, masks = inputs(feats, modalities, split.calib)
+    sweep = threshold_sweep(stage1, stage2, X, tree.encode([labels[i] for i in split.calib]), masks=masks)
+    chosen = choose_threshold(sweep)
+    cascade = TwoStageCascade(stage1, stage2, threshold=chosen["threshold"])
+    rows = []
+    for population, select in POPULATIONS.items():
+        test = split.test[select(feats.masks["image"][split.test])]
+        X, masks = inputs(feats, modalities, test)
+        result, predict_s = _timed(cascade.predict, X, masks=masks)
+        report = score(tree, [labels[i] for i in test], result.prediction.nodes)
+        share = float((result.stage == 2).mean())
+        rows.append(
+            _row(
+                "two-stage cascade",
+                population,
+                report,
+                train_s=train_s,
+                predict_s=predict_s,
+                n=len(test),
+                threshold=chosen["threshold"],
+                share_stage2=share,
+            )
+        )
+    return rows, {"sweep_on_calibration": sweep, "chosen": chosen}
+
+
+def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, specs=MODELS, progress=None) -> dict[str, Any]:
+    """The whole comparison on one seeded stratified split; see the module docstring.
+
+    Args:
+        cat, feats: labelled products and their features (aligned; "joint" is fitted here on split.fit).
+        progress: called as progress(stage, done, total) after each model.
+
+    Returns:
+        {"rows": [...], "cascade": {...}, "split": sizes, "features": embedding stats}.
+    """
+    from core.hierarchy import TaxonomyTree
+
+    labels = cat.labels
+    split = make_split(labels, seed=seed)
+    tree = TaxonomyTree.from_paths(labels)
+    _, joint_s = _timed(add_joint, feats, split.fit, seed=seed)
+    rows = evaluate_baseline(cat, feats, labels, split, tree)
+    models, total = {}, len(specs) + 2
+    for done, spec in enumerate(specs, start=1):
+        spec_rows, models[spec.name] = evaluate_model(spec, feats, labels, split, tree, seed=seed, device=device)
+        rows += spec_rows
+        if progress:
+            progress("evaluate", done, total)
+    train_s = sum(r["train_s"] for r in rows if r["model"] in ("text-only", "late-fusion") and r["population"] == "all") / 2
+    cascade_rows, cascade = evaluate_cascade(
+        models["text-only"], models["late-fusion"], feats, labels, split, tree, train_s=train_s
+    )
+    rows += cascade_rows
+    if progress:
+        progress("evaluate", total, total)
+    return {
+        "rows": rows,
+        "cascade": cascade,
+        "joint_fit_s": round(joint_s, 2),
+        "split": {"fit": len(split.fit), "calibration": len(split.calib), "test": len(split.test), "seed": seed},
+        "features": {"encoders": feats.encoder_ids, "stats": feats.stats},
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The comparison as a Markdown table."""
+    head = "| model | population | hF1 | acc L1/L2/L3 | macro-F1 L1/L2/L3 | valid | train s | predict items/s | n test |"
+    lines = [head, "|" + "---|" * 9]
+    fmt = lambda xs: " / ".join(f"{x:.4f}" for x in xs)  # noqa: E731
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['population']} | {r['hf1']:.4f} | {fmt(r['acc'])} | {fmt(r['macro_f1'])} | "
+            f"{r['path_validity']:.0%} | {r['train_s']} | {r['predict_items_per_s']} | {r['n_test']} |"
+        )
+    return "\n".join(lines)
