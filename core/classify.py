@@ -16,7 +16,8 @@ import numpy as np
 from core.dataset import Catalogue, stratified_split
 from core.features import Features
 
-FUSION_MODALITIES = ("text", "image", "joint")
+TEXT_MODALITIES = ("title", "text")
+FUSION_MODALITIES = ("title", "text", "image", "joint")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class ModelSpec:
 
 
 MODELS = (
-    ModelSpec("text-only", "late", ("text",)),
+    ModelSpec("text-only", "late", TEXT_MODALITIES),
     ModelSpec("image-only", "late", ("image",), images_only=True),
     ModelSpec("joint-only", "late", ("joint",)),
     ModelSpec("early-fusion", "early", FUSION_MODALITIES),
@@ -54,7 +55,7 @@ def make_split(labels: list[tuple[str, ...]], *, seed: int = 0, test_size: float
 
 
 def add_joint(feats: Features, rows_for_fit: np.ndarray, *, dim: int = 256, seed: int = 0, epochs: int = 30):
-    """Fit the contrastive text-image aligner on `rows_for_fit` that have a photo; add block "joint" for all rows.
+    """Fit the contrastive title-image aligner on `rows_for_fit` that have a photo; add block "joint" for all rows.
 
     Returns:
         the fitted `JointAligner`.
@@ -62,8 +63,8 @@ def add_joint(feats: Features, rows_for_fit: np.ndarray, *, dim: int = 256, seed
     from core.joint import JointAligner
 
     rows = rows_for_fit[feats.masks["image"][rows_for_fit]]
-    aligner = JointAligner(dim=dim, epochs=epochs, seed=seed).fit(feats.blocks["text"][rows], feats.blocks["image"][rows])
-    feats.blocks["joint"] = aligner.joint(feats.blocks["text"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
+    aligner = JointAligner(dim=dim, epochs=epochs, seed=seed).fit(feats.blocks["title"][rows], feats.blocks["image"][rows])
+    feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
     feats.masks["joint"] = np.ones(len(feats.product_ids), bool)
     return aligner
 

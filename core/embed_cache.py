@@ -202,14 +202,25 @@ def cached_embed(encoder, items: Sequence, *, keys: Sequence[str | None] | None 
     return CachedEmbeddings(vectors, found, hits, len(keys) - hits)
 
 
-def _fill_missing(encoder, items, keys, rows, cache, vectors, found, **embed_options) -> None:
-    """Embeds each distinct missing key once, stores the successes, fills `vectors`/`found` in place."""
+def _fill_missing(encoder, items, keys, rows, cache, vectors, found, *, progress=None, chunk: int = 2048,
+                  **embed_options) -> None:
+    """Embeds each distinct missing key once, stores the successes, fills `vectors`/`found` in place.
+
+    Works in chunks of `chunk` distinct inputs, each stored as its own shard as soon as it is done, so an
+    interrupted run keeps what it finished (the next run embeds only the rest).
+    """
     first: dict[str, int] = {}
     for i in rows:
         first.setdefault(keys[i], i)
     unique = list(first.values())
-    new, ok = encoder.embed_masked([items[i] for i in unique], **embed_options)
-    cache.add([keys[i] for i, good in zip(unique, ok) if good], new[ok])
+    new = np.zeros((len(unique), cache.dim), np.float32)
+    ok = np.zeros(len(unique), bool)
+    for start in range(0, len(unique), chunk):
+        part = unique[start:start + chunk]
+        tick = None if progress is None else (lambda done, _total, s=start: progress(s + done, len(unique)))
+        vecs, good = encoder.embed_masked([items[i] for i in part], progress=tick, **embed_options)
+        cache.add([keys[i] for i, g in zip(part, good) if g], vecs[good])
+        new[start:start + len(part)], ok[start:start + len(part)] = vecs, good
     slot = {keys[i]: j for j, i in enumerate(unique)}
     idx = np.array([slot[keys[i]] for i in rows])
     vectors[rows], found[rows] = new[idx], ok[idx]

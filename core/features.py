@@ -33,6 +33,17 @@ class Features:
         )
 
 
+def embed_plan(cat: Catalogue, *, text_encoder: str, image_encoder: str | None) -> list[tuple[str, str, np.ndarray, list]]:
+    """(modality, encoder name, rows, items): the title, the photo (where present), title + description."""
+    everyone = np.arange(len(cat))
+    plan = [("title", text_encoder, everyone, cat.titles)]
+    if image_encoder:
+        rows = np.flatnonzero(cat.has_image)
+        plan.append(("image", image_encoder, rows, [cat.images[i] for i in rows]))
+    plan.append(("text", text_encoder, everyone, cat.texts))
+    return plan
+
+
 def embed_catalogue(
     cat: Catalogue,
     *,
@@ -43,21 +54,17 @@ def embed_catalogue(
     device=None,
     progress: StageProgress | None = None,
 ) -> Features:
-    """Embed every product's text and (where present) photo; cached vectors are reused.
+    """Embed every product's title, photo (where present) and title + description; cached vectors are reused.
 
     Returns:
-        Features with blocks "text" `(N, D_t)` and "image" `(N, D_i)` (zeros and mask False without a photo),
-        and per modality stats: items, hits, misses, seconds, items_per_s (of the misses).
+        Features with blocks "title" and "text" `(N, D_t)` and "image" `(N, D_i)` (zeros and mask False
+        without a photo), and per modality stats: items, hits, misses, seconds, items_per_s (of the misses).
     """
     from core.embed_cache import cached_embed
     from core.encoders import get_encoder
 
     feats = Features(cat.product_ids)
-    plan = [("text", text_encoder, np.arange(len(cat)), cat.texts)]
-    if image_encoder:
-        rows = np.flatnonzero(cat.has_image)
-        plan.append(("image", image_encoder, rows, [cat.images[i] for i in rows]))
-    for modality, name, rows, items in plan:
+    for modality, name, rows, items in embed_plan(cat, text_encoder=text_encoder, image_encoder=image_encoder):
         encoder = get_encoder(name)
         tick = (lambda done, total, m=modality: progress(f"embed {m}", done, total)) if progress else None
         started = time.perf_counter()

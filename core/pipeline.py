@@ -116,11 +116,11 @@ def train(
 
 def _metrics(stage1, stage2, feats, labels, split, tree) -> tuple[dict[str, Any], float]:
     from core.cascade import TwoStageCascade, choose_threshold, threshold_sweep
-    from core.classify import inputs, score
+    from core.classify import FUSION_MODALITIES, inputs, score
 
-    X, masks = inputs(feats, ("text", "image", "joint"), split.calib)
+    X, masks = inputs(feats, FUSION_MODALITIES, split.calib)
     chosen = choose_threshold(threshold_sweep(stage1, stage2, X, tree.encode([labels[i] for i in split.calib]), masks=masks))
-    X, masks = inputs(feats, ("text", "image", "joint"), split.test)
+    X, masks = inputs(feats, FUSION_MODALITIES, split.test)
     result = TwoStageCascade(stage1, stage2, threshold=chosen["threshold"]).predict(X, masks=masks)
     report = score(tree, [labels[i] for i in split.test], result.prediction.nodes)
     per_node = _per_leaf_f1(tree, [labels[i] for i in split.test], result.prediction.nodes)
@@ -203,11 +203,11 @@ def predict(
         return 0
     feats = embed_catalogue(cat, device=device, progress=progress)
     aligner, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
-    feats.blocks["joint"] = aligner.joint(feats.blocks["text"], feats.blocks["image"], feats.masks["image"])
+    feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
     feats.masks["joint"] = np.ones(len(cat), bool)
-    from core.classify import inputs
+    from core.classify import FUSION_MODALITIES, inputs
 
-    X, masks = inputs(feats, ("text", "image", "joint"), np.arange(len(cat)))
+    X, masks = inputs(feats, FUSION_MODALITIES, np.arange(len(cat)))
     result = cascade.predict(X, masks=masks)
     rows = prediction_rows(factory, params["node_ids"], cascade.stage1.tree_, cat.product_ids, result)
     with transaction(factory) as s:

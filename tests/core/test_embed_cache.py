@@ -133,3 +133,25 @@ def test_concurrent_writers_and_readers_then_compact(tmp_path):
     vectors, found = cache.lookup(list(expected))
     assert found.all()
     np.testing.assert_array_equal(vectors, np.stack(list(expected.values())))
+
+
+def test_an_interrupted_run_keeps_its_finished_chunks(tmp_path, monkeypatch):
+    import core.embed_cache as ec
+
+    class Crashing(FakeEncoder):
+        def embed_masked(self, items, **kw):
+            if len(self.calls) == 2:  # the third chunk fails
+                raise KeyboardInterrupt
+            return super().embed_masked(items, **kw)
+
+    items = [f"item {i}" for i in range(10)]
+    original = ec._fill_missing
+    monkeypatch.setattr(ec, "_fill_missing", lambda *a, **kw: original(*a, chunk=3, **kw))
+    with pytest.raises(KeyboardInterrupt):
+        cached_embed(Crashing(), items, cache_dir=tmp_path)
+    enc = FakeEncoder()
+    again = cached_embed(enc, items, cache_dir=tmp_path)
+    assert (again.hits, again.misses) == (6, 4) and enc.n_embedded == 4
+    ticks = []
+    cached_embed(FakeEncoder(id="text:fake:v2"), items, cache_dir=tmp_path, progress=lambda d, t: ticks.append((d, t)))
+    assert ticks[-1] == (10, 10) and all(t == 10 for _, t in ticks)

@@ -31,8 +31,10 @@ def fake_embed(cat, **_):
     image = text + rng.normal(scale=0.3, size=text.shape).astype(np.float32)
     has = cat.product_ids % 2 == 0
     image[~has] = 0
-    return Features(cat.product_ids, {"text": text, "image": image}, {"text": np.ones(n, bool), "image": has},
-                    {"text": "fake-text", "image": "fake-image"}, {})
+    title = text + rng.normal(scale=0.3, size=text.shape).astype(np.float32)
+    blocks = {"title": title, "text": text, "image": image}
+    masks = {"title": np.ones(n, bool), "text": np.ones(n, bool), "image": has}
+    return Features(cat.product_ids, blocks, masks, {m: f"fake-{m}" for m in blocks}, {})
 
 
 @pytest.fixture
