@@ -16,8 +16,8 @@ import numpy as np
 from core.dataset import Catalogue, stratified_split
 from core.features import Features
 
-TEXT_MODALITIES = ("title", "text")
-FUSION_MODALITIES = ("title", "text", "image", "joint")
+TEXT_MODALITIES = ("title", "text", "tfidf")
+FUSION_MODALITIES = ("title", "text", "tfidf", "image", "joint")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,20 @@ def add_joint(feats: Features, rows_for_fit: np.ndarray, *, dim: int = 256, seed
     feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
     feats.masks["joint"] = np.ones(len(feats.product_ids), bool)
     return aligner
+
+
+def add_tfidf(feats: Features, titles: list[str], rows_for_fit: np.ndarray, *, dim: int = 256, seed: int = 0):
+    """Fit the TF-IDF projection on the titles of `rows_for_fit`; add block "tfidf" for all rows.
+
+    Returns:
+        the fitted `TfidfProjector`.
+    """
+    from core.tfidf import TfidfProjector
+
+    projector = TfidfProjector(dim=dim, seed=seed).fit([titles[i] for i in rows_for_fit])
+    feats.blocks["tfidf"] = projector.transform(titles)
+    feats.masks["tfidf"] = np.ones(len(titles), bool)
+    return projector
 
 
 def inputs(feats: Features, modalities, rows: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -230,6 +244,7 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
     split = make_split(labels, seed=seed)
     tree = TaxonomyTree.from_paths(labels)
     _, joint_s = _timed(add_joint, feats, split.fit, seed=seed)
+    _, tfidf_s = _timed(add_tfidf, feats, cat.titles, split.fit, seed=seed)
     rows = evaluate_baseline(cat, feats, labels, split, tree)
     models, total = {}, len(specs) + 2
     for done, spec in enumerate(specs, start=1):

@@ -55,7 +55,7 @@ def train(
     Args:
         activate: make it the active model (default: when no model is active yet).
     """
-    from core.classify import MODELS, add_joint, fit_model, make_split
+    from core.classify import MODELS, add_joint, add_tfidf, fit_model, make_split
     from core.features import embed_catalogue
     from core.hierarchy import TaxonomyTree
     from db import predictions as preds
@@ -77,12 +77,13 @@ def train(
     split = make_split(cat.labels, seed=seed)
     tree = TaxonomyTree.from_paths(cat.labels)
     aligner = add_joint(feats, split.fit, seed=seed)
+    projector = add_tfidf(feats, cat.titles, split.fit, seed=seed)
     specs = {spec.name: spec for spec in MODELS}
     stage1 = fit_model(specs["text-only"], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
     stage2 = fit_model(specs[STAGE2], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
     metrics, threshold = _metrics(stage1, stage2, feats, cat.labels, split, tree)
     folder = data_dir() / "models" / f"{time.strftime('%Y%m%d-%H%M%S')}-{key[:8]}"
-    _save(folder, aligner=aligner, stage1=stage1, stage2=stage2)
+    _save(folder, aligner=aligner, projector=projector, stage1=stage1, stage2=stage2)
     params = {
         "data_key": key,
         "seed": seed,
@@ -163,23 +164,26 @@ def _per_leaf_f1(tree, true_paths: list, pred_nodes: np.ndarray) -> dict[str, di
     return out
 
 
-def _save(folder: Path, *, aligner, stage1, stage2) -> None:
+def _save(folder: Path, *, aligner, projector, stage1, stage2) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     aligner.save(folder / "joint.pt")
+    projector.save(folder / "tfidf")
     stage1.save(folder / "stage1")
     stage2.save(folder / "stage2")
 
 
 def load_cascade(folder: str | Path, *, threshold: float, device=None):
-    """(aligner, TwoStageCascade) from a model version's artifact folder."""
+    """(aligner, projector, TwoStageCascade) from a model version's artifact folder."""
     from core.cascade import TwoStageCascade
     from core.hierarchy import HierarchicalClassifier
     from core.joint import JointAligner
+    from core.tfidf import TfidfProjector
 
     folder = Path(folder)
     stage1 = HierarchicalClassifier.load(folder / "stage1", device=device)
     stage2 = HierarchicalClassifier.load(folder / "stage2", device=device)
-    return JointAligner.load(folder / "joint.pt", device=device), TwoStageCascade(stage1, stage2, threshold=threshold)
+    cascade = TwoStageCascade(stage1, stage2, threshold=threshold)
+    return JointAligner.load(folder / "joint.pt", device=device), TfidfProjector.load(folder / "tfidf"), cascade
 
 
 def predict(
@@ -202,9 +206,10 @@ def predict(
         log(f"model version #{version_id} already predicted all {done} products: nothing to do")
         return 0
     feats = embed_catalogue(cat, device=device, progress=progress)
-    aligner, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
+    aligner, projector, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
     feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
-    feats.masks["joint"] = np.ones(len(cat), bool)
+    feats.blocks["tfidf"] = projector.transform(cat.titles)
+    feats.masks["joint"] = feats.masks["tfidf"] = np.ones(len(cat), bool)
     from core.classify import FUSION_MODALITIES, inputs
 
     X, masks = inputs(feats, FUSION_MODALITIES, np.arange(len(cat)))

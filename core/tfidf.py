@@ -1,0 +1,79 @@
+"""A sparse-text modality: TF-IDF of word 1-2-grams and character 2-5-grams, projected to a dense space.
+
+Fitted on the training titles only (so held-out products never shape it), it gives the classifier the
+exact-token evidence that a sentence embedding smooths away. Saved as JSON + .npy (never pickles).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+SPECS = {
+    "word": {"analyzer": "word", "ngram_range": (1, 2), "min_df": 1},
+    "char": {"analyzer": "char_wb", "ngram_range": (2, 5), "min_df": 2},
+}
+
+
+class TfidfProjector:
+    """`fit(texts)` then `transform(texts) -> (N, dim) float32` unit rows.
+
+    Args:
+        dim: width of the projection (truncated SVD of the stacked TF-IDF matrices).
+        seed: seeds the randomized SVD.
+    """
+
+    def __init__(self, *, dim: int = 256, seed: int = 0):
+        self.dim, self.seed = dim, seed
+        self.vectorizers_: dict = {}
+        self.components_: np.ndarray | None = None
+
+    def _matrix(self, texts: Sequence[str]):
+        from scipy.sparse import hstack
+
+        return hstack([self.vectorizers_[name].transform(texts) for name in SPECS]).tocsr()
+
+    def fit(self, texts: Sequence[str]) -> TfidfProjector:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vectorizers_ = {name: TfidfVectorizer(sublinear_tf=True, **spec).fit(texts) for name, spec in SPECS.items()}
+        matrix = self._matrix(texts)
+        dim = min(self.dim, matrix.shape[1] - 1, len(texts) - 1)
+        svd = TruncatedSVD(n_components=dim, algorithm="randomized", n_iter=4, random_state=self.seed).fit(matrix)
+        self.components_ = svd.components_.astype(np.float32)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        """`(N, dim) float32`, L2-normalised rows (zeros for texts with no known n-gram)."""
+        dense = np.asarray(self._matrix(texts) @ self.components_.T, dtype=np.float32)
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        return dense / np.where(norms > 0, norms, 1.0)
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, vec in self.vectorizers_.items():
+            vocab = {term: int(i) for term, i in vec.vocabulary_.items()}
+            (folder / f"{name}_vocabulary.json").write_text(json.dumps(vocab))
+            np.save(folder / f"{name}_idf.npy", vec.idf_)
+        np.save(folder / "components.npy", self.components_)
+        (folder / "meta.json").write_text(json.dumps({"dim": self.dim, "seed": self.seed}))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TfidfProjector:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        folder = Path(folder)
+        proj = cls(**json.loads((folder / "meta.json").read_text()))
+        for name, spec in SPECS.items():
+            vocab = json.loads((folder / f"{name}_vocabulary.json").read_text())
+            vec = TfidfVectorizer(sublinear_tf=True, vocabulary=vocab, **spec)
+            vec.idf_ = np.load(folder / f"{name}_idf.npy", allow_pickle=False)
+            proj.vectorizers_[name] = vec
+        proj.components_ = np.load(folder / "components.npy", allow_pickle=False)
+        return proj
