@@ -1,5 +1,5 @@
 # Taxonomy Curator. The two commands of the README:
-#   make run    install into .venv, ingest $(CATALOG_DIR) into the default database, serve http://localhost:8501
+#   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict (cached), serve http://localhost:8501
 #   make test   install what the tests need (venv, Chromium, PostgreSQL), start PostgreSQL, run the suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ CATALOG_DIR ?= ../shared/data/fashion-catalog
 PORT ?= 8501
 export CATALOG_DIR
 
-.PHONY: install system-deps run ingest serve test lint bench clean
+.PHONY: install system-deps run ingest models serve test lint bench clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,15 @@ ingest: install
 	$(BIN)/python -m core db upgrade
 	$(BIN)/python -m core ingest --catalog "$(CATALOG_DIR)"
 
+models: ingest
+	$(BIN)/python -m core embed
+	$(BIN)/python -m core train
+	$(BIN)/python -m core predict
+
 serve: install
 	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-run: ingest serve
+run: models serve
 
 test: install system-deps
 	TEST_DATABASE_URL=$$(bash .ci/pg-start) $(BIN)/python -m pytest $(PYTEST_ARGS)
