@@ -243,8 +243,8 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
     labels = cat.labels
     split = make_split(labels, seed=seed)
     tree = TaxonomyTree.from_paths(labels)
-    _, joint_s = _timed(add_joint, feats, split.fit, seed=seed)
-    _, tfidf_s = _timed(add_tfidf, feats, cat.titles, split.fit, seed=seed)
+    aligner, joint_s = _timed(add_joint, feats, split.fit, seed=seed)
+    projector, tfidf_s = _timed(add_tfidf, feats, cat.titles, split.fit, seed=seed)
     rows = evaluate_baseline(cat, feats, labels, split, tree)
     models, total = {}, len(specs) + 2
     for done, spec in enumerate(specs, start=1):
@@ -279,3 +279,53 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['path_validity']:.0%} | {r['train_s']} | {r['predict_items_per_s']} | {r['n_test']} |"
         )
     return "\n".join(lines)
+
+
+def end_to_end_speed(
+    cat: Catalogue, rows: np.ndarray, models: dict, *, aligner, projector, threshold: float, device=None
+) -> dict:
+    """Wall time from raw title/description/photo to a path for `rows`, embeddings computed fresh (no cache).
+
+    Multimodal-for-all embeds every modality for every product; the cascade embeds the photo only for the
+    products stage 1 is unsure of.
+
+    Returns:
+        {"n", "multimodal_s", "cascade_s", "speedup", "share_stage2"}.
+    """
+    from core.encoders import get_encoder
+
+    text_enc, image_enc = get_encoder("minilm"), get_encoder("efficientnet-lite0")
+    sub = cat.subset(rows)
+
+    def text_blocks(c):
+        blocks = {"title": text_enc.embed(c.titles, device=device), "tfidf": projector.transform(c.titles)}
+        if "text" in FUSION_MODALITIES:
+            blocks["text"] = text_enc.embed(c.texts, device=device)
+        return blocks
+
+    def full_blocks(c, blocks):
+        image, ok = image_enc.embed_masked([p for p in c.images], device=device)
+        blocks.update(image=image, joint=aligner.joint(blocks["title"], image, ok))
+        return blocks, {m: (ok if m == "image" else np.ones(len(c), bool)) for m in blocks}
+
+    started = time.perf_counter()
+    blocks, masks = full_blocks(sub, text_blocks(sub))
+    models["late-fusion"].predict({m: blocks[m] for m in FUSION_MODALITIES}, masks={m: masks[m] for m in FUSION_MODALITIES})
+    multimodal_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    blocks = text_blocks(sub)
+    first = models["text-only"].predict({m: blocks[m] for m in TEXT_MODALITIES})
+    routed = np.flatnonzero(first.path_conf < threshold)
+    if len(routed):
+        part = sub.subset(routed)
+        rb, rm = full_blocks(part, {m: b[routed] for m, b in blocks.items()})
+        models["late-fusion"].predict({m: rb[m] for m in FUSION_MODALITIES}, masks={m: rm[m] for m in FUSION_MODALITIES})
+    cascade_s = time.perf_counter() - started
+    return {
+        "n": len(rows),
+        "multimodal_s": round(multimodal_s, 2),
+        "cascade_s": round(cascade_s, 2),
+        "speedup": round(multimodal_s / cascade_s, 2),
+        "share_stage2": round(len(routed) / len(rows), 4),
+    }

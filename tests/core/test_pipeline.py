@@ -109,3 +109,5 @@ def test_evaluate_compares_every_model_on_both_populations(small_db, factory):
     assert 0.0 <= rows[("two-stage cascade", "all")]["share_stage2"] <= 1.0
     assert result["cascade"]["chosen"]["threshold"] in [r["threshold"] for r in result["cascade"]["sweep_on_calibration"]]
     assert "| late-fusion | all |" in classify.markdown_table(result["rows"])
+    speed = result["cascade"]["end_to_end"]
+    assert speed["n"] == 24 and speed["multimodal_s"] > 0 and speed["cascade_s"] > 0
