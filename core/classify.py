@@ -16,8 +16,8 @@ import numpy as np
 from core.dataset import Catalogue, stratified_split
 from core.features import Features
 
-TEXT_MODALITIES = ("title", "text", "tfidf")
-FUSION_MODALITIES = ("title", "text", "tfidf", "image", "joint")
+TEXT_MODALITIES = ("title", "tfidf")
+FUSION_MODALITIES = ("title", "tfidf", "image", "joint")
 
 
 @dataclass(frozen=True)
@@ -257,12 +257,24 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
         models["text-only"], models["late-fusion"], feats, labels, split, tree, train_s=train_s
     )
     rows += cascade_rows
+    with_image_test = split.test[feats.masks["image"][split.test]]
+    sample = np.random.default_rng(seed).choice(with_image_test, size=min(300, len(with_image_test)), replace=False)
+    cascade["end_to_end"] = end_to_end_speed(
+        cat,
+        np.sort(sample),
+        models,
+        aligner=aligner,
+        projector=projector,
+        threshold=cascade["chosen"]["threshold"],
+        device=device,
+    )
     if progress:
         progress("evaluate", total, total)
     return {
         "rows": rows,
         "cascade": cascade,
         "joint_fit_s": round(joint_s, 2),
+        "tfidf_fit_s": round(tfidf_s, 2),
         "split": {"fit": len(split.fit), "calibration": len(split.calib), "test": len(split.test), "seed": seed},
         "features": {"encoders": feats.encoder_ids, "stats": feats.stats},
     }

@@ -81,6 +81,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         cat,
         text_encoder=args.text,
         image_encoder=image,
+        descriptions=args.descriptions,
         batch_size=args.batch_size,
         device=args.device,
         progress=_tqdm_progress(),
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     emb = sub.add_parser("embed", help="embed product texts and photos (cached by content)")
     emb.add_argument("--text", default="minilm", help="text encoder (default: %(default)s)")
     emb.add_argument("--image", default="efficientnet-lite0", help="image encoder, or 'none' (default: %(default)s)")
+    emb.add_argument("--descriptions", action="store_true", help="also embed title + description (slower)")
     emb.add_argument("--batch-size", type=int, default=64)
     emb.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     emb.set_defaults(func=cmd_embed)

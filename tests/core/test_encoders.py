@@ -91,8 +91,8 @@ def test_efficientnet_weights_are_the_imagenet_model(tmp_path):
     encoder = get_encoder("efficientnet-lite0")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    vectors, ok = encoder.embed_masked([*paths, broken, tmp_path / "missing.jpg"], batch_size=4, device="cpu")
-    assert vectors.shape == (6, 1280) and ok.tolist() == [True] * 4 + [False, False]
+    vectors, ok = encoder.embed_masked([*paths, broken, tmp_path / "missing.jpg", None], batch_size=4, device="cpu")
+    assert vectors.shape == (7, 1280) and ok.tolist() == [True] * 4 + [False, False, False]
     assert _unit(vectors[:4]) and not vectors[4:].any()
     # the same weights with their ImageNet head name the products
     classifier = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()

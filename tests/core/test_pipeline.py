@@ -94,13 +94,36 @@ def test_predict_without_a_model_says_what_to_do(small_db):
         pipeline.predict(small_db, log=quiet)
 
 
-def test_evaluate_compares_every_model_on_both_populations(small_db, factory):
+class StubEncoder:
+    """Stands in for MiniLM / EfficientNet in the end-to-end timing: 24-d vectors like fake_embed's."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def embed(self, texts, **_):
+        rng = np.random.default_rng(0)
+        centroids = {leaf: rng.normal(size=24) for leaf in LEAVES}
+        return np.stack([centroids[t.split(" | ")[1]] for t in texts]).astype(np.float32)
+
+    def embed_masked(self, paths, **_):
+        return np.zeros((len(paths), 24), np.float32), np.array([p is not None for p in paths], bool)
+
+
+def test_evaluate_compares_every_model_on_both_populations(small_db, factory, monkeypatch):
+    monkeypatch.setattr("core.encoders.get_encoder", StubEncoder)
     with factory() as s:
         cat = load_catalogue(s)
     result = classify.evaluate(cat, fake_embed(cat), seed=0)
     rows = {(r["model"], r["population"]): r for r in result["rows"]}
-    names = {"tfidf-svm (baseline)", "text-only", "joint-only", "early-fusion", "late-fusion", "attention-fusion",
-             "two-stage cascade"}
+    names = {
+        "tfidf-svm (baseline)",
+        "text-only",
+        "joint-only",
+        "early-fusion",
+        "late-fusion",
+        "attention-fusion",
+        "two-stage cascade",
+    }
     assert {(m, p) for m in names for p in ("with_images", "all")} | {("image-only", "with_images")} == set(rows)
     assert all(r["path_validity"] == 1.0 for r in rows.values())
     assert rows[("late-fusion", "all")]["hf1"] > 0.9 and rows[("tfidf-svm (baseline)", "all")]["hf1"] > 0.9
