@@ -26,8 +26,9 @@ def route(path_conf: np.ndarray, *, threshold: float) -> np.ndarray:
     return np.asarray(path_conf) < threshold
 
 
-def merge_predictions(first: HierarchicalPrediction, second: HierarchicalPrediction,
-                      routed: np.ndarray) -> HierarchicalPrediction:
+def merge_predictions(
+    first: HierarchicalPrediction, second: HierarchicalPrediction, routed: np.ndarray
+) -> HierarchicalPrediction:
     """Stage-1 rows, replaced by stage-2 rows where `routed (N,) bool` (both predictions cover all N)."""
     routed = np.asarray(routed, bool)
     return HierarchicalPrediction(
@@ -50,7 +51,8 @@ def _predict(stage, X: dict, masks: dict | None) -> HierarchicalPrediction:
 
 def _rows(X: dict, masks: dict | None, rows: np.ndarray) -> tuple[dict, dict | None]:
     return {m: np.asarray(v)[rows] for m, v in X.items()}, (
-        None if masks is None else {m: np.asarray(v)[rows] for m, v in masks.items()})
+        None if masks is None else {m: np.asarray(v)[rows] for m, v in masks.items()}
+    )
 
 
 @dataclass
@@ -95,9 +97,15 @@ class TwoStageCascade:
         return CascadeResult(merged, np.where(routed, 2, 1).astype(np.int8))
 
 
-def sweep_from_predictions(first: HierarchicalPrediction, second: HierarchicalPrediction, y_true: np.ndarray,
-                           *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS, seconds1: float = 0.0,
-                           seconds2: float = 0.0) -> list[dict]:
+def sweep_from_predictions(
+    first: HierarchicalPrediction,
+    second: HierarchicalPrediction,
+    y_true: np.ndarray,
+    *,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    seconds1: float = 0.0,
+    seconds2: float = 0.0,
+) -> list[dict]:
     """Share routed, hF1 and estimated time per threshold, from both stages' predictions on all rows.
 
     Args:
@@ -115,9 +123,14 @@ def sweep_from_predictions(first: HierarchicalPrediction, second: HierarchicalPr
         routed = route(first.path_conf, threshold=threshold)
         merged = merge_predictions(first, second, routed)
         share = float(routed.mean()) if len(routed) else 0.0
-        rows.append({"threshold": float(threshold), "share_stage2": share,
-                     "hF1": hierarchical_f1(np.asarray(y_true), merged.nodes),
-                     "seconds": seconds1 + share * seconds2})
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "share_stage2": share,
+                "hF1": hierarchical_f1(np.asarray(y_true), merged.nodes),
+                "seconds": seconds1 + share * seconds2,
+            }
+        )
     return rows
 
 
@@ -127,9 +140,15 @@ def _timed_predict(stage, X: dict, masks: dict | None) -> tuple[HierarchicalPred
     return pred, time.perf_counter() - start
 
 
-def threshold_sweep(stage1, stage2, X: dict[str, np.ndarray], y_true: np.ndarray, *,
-                    masks: dict[str, np.ndarray] | None = None,
-                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> list[dict]:
+def threshold_sweep(
+    stage1,
+    stage2,
+    X: dict[str, np.ndarray],
+    y_true: np.ndarray,
+    *,
+    masks: dict[str, np.ndarray] | None = None,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> list[dict]:
     """Runs both stages once on all rows (timed), then `sweep_from_predictions`.
 
     Args:
@@ -143,8 +162,7 @@ def threshold_sweep(stage1, stage2, X: dict[str, np.ndarray], y_true: np.ndarray
     """
     first, seconds1 = _timed_predict(stage1, X, masks)
     second, seconds2 = _timed_predict(stage2, X, masks)
-    return sweep_from_predictions(first, second, y_true, thresholds=thresholds, seconds1=seconds1,
-                                  seconds2=seconds2)
+    return sweep_from_predictions(first, second, y_true, thresholds=thresholds, seconds1=seconds1, seconds2=seconds2)
 
 
 def choose_threshold(sweep: Sequence[dict], *, max_share: float = 0.5, max_hf1_drop: float = 0.002) -> dict:

@@ -99,9 +99,13 @@ class EmbeddingCache:
     def _read_shards(self) -> list[tuple[np.ndarray, np.ndarray]]:
         for _ in range(3):  # a concurrent compact may remove a listed shard: list again
             try:
-                return [(np.load(p, allow_pickle=False),
-                         np.load(str(p).replace(".keys.npy", ".vecs.npy"), mmap_mode="r", allow_pickle=False))
-                        for p in self._shards()]
+                return [
+                    (
+                        np.load(p, allow_pickle=False),
+                        np.load(str(p).replace(".keys.npy", ".vecs.npy"), mmap_mode="r", allow_pickle=False),
+                    )
+                    for p in self._shards()
+                ]
             except FileNotFoundError:
                 time.sleep(0.05)
         raise RuntimeError(f"cache shards under {self.folder} keep changing")
@@ -175,9 +179,17 @@ class CachedEmbeddings:
     misses: int
 
 
-def cached_embed(encoder, items: Sequence, *, keys: Sequence[str | None] | None = None,
-                 cache_dir: str | Path | None = None, batch_size: int = 32, device=None, progress=None,
-                 image_key: str = "content") -> CachedEmbeddings:
+def cached_embed(
+    encoder,
+    items: Sequence,
+    *,
+    keys: Sequence[str | None] | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    device=None,
+    progress=None,
+    image_key: str = "content",
+) -> CachedEmbeddings:
     """Embeds `items` with `encoder`, reusing cached vectors; only new or changed inputs are embedded.
 
     Args:
@@ -197,13 +209,15 @@ def cached_embed(encoder, items: Sequence, *, keys: Sequence[str | None] | None 
     hits = int(found.sum())
     missing = np.flatnonzero(~found & np.array([k is not None for k in keys], bool))
     if len(missing):
-        _fill_missing(encoder, items, keys, missing, cache, vectors, found,
-                      batch_size=batch_size, device=device, progress=progress)
+        _fill_missing(
+            encoder, items, keys, missing, cache, vectors, found, batch_size=batch_size, device=device, progress=progress
+        )
     return CachedEmbeddings(vectors, found, hits, len(keys) - hits)
 
 
-def _fill_missing(encoder, items, keys, rows, cache, vectors, found, *, progress=None, chunk: int = 2048,
-                  **embed_options) -> None:
+def _fill_missing(
+    encoder, items, keys, rows, cache, vectors, found, *, progress=None, chunk: int = 2048, **embed_options
+) -> None:
     """Embeds each distinct missing key once, stores the successes, fills `vectors`/`found` in place.
 
     Works in chunks of `chunk` distinct inputs, each stored as its own shard as soon as it is done, so an
@@ -216,11 +230,11 @@ def _fill_missing(encoder, items, keys, rows, cache, vectors, found, *, progress
     new = np.zeros((len(unique), cache.dim), np.float32)
     ok = np.zeros(len(unique), bool)
     for start in range(0, len(unique), chunk):
-        part = unique[start:start + chunk]
+        part = unique[start : start + chunk]
         tick = None if progress is None else (lambda done, _total, s=start: progress(s + done, len(unique)))
         vecs, good = encoder.embed_masked([items[i] for i in part], progress=tick, **embed_options)
         cache.add([keys[i] for i, g in zip(part, good) if g], vecs[good])
-        new[start:start + len(part)], ok[start:start + len(part)] = vecs, good
+        new[start : start + len(part)], ok[start : start + len(part)] = vecs, good
     slot = {keys[i]: j for j, i in enumerate(unique)}
     idx = np.array([slot[keys[i]] for i in rows])
     vectors[rows], found[rows] = new[idx], ok[idx]

@@ -63,8 +63,7 @@ def _modules() -> dict:
             per = [heads(branch(x)) for branch, heads, x in zip(self.branches, self.heads, zero_missing(xs, mask))]
             w = self.modality_weights(mask)
             combined = [
-                sum(w[:, m : m + 1] * torch.log_softmax(per[m][lv], -1) for m in range(len(per)))
-                for lv in range(len(per[0]))
+                sum(w[:, m : m + 1] * torch.log_softmax(per[m][lv], -1) for m in range(len(per))) for lv in range(len(per[0]))
             ]
             aux = [(per[m], mask[:, m]) for m in range(len(per))] if len(per) > 1 else []
             return combined, aux
@@ -76,8 +75,7 @@ def _modules() -> dict:
             self.modality_emb = nn.Parameter(0.02 * torch.randn(len(input_dims), hidden))
             self.attn = nn.MultiheadAttention(hidden, num_heads, dropout=dropout, batch_first=True)
             self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-            self.ff = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Dropout(dropout),
-                                    nn.Linear(2 * hidden, hidden))
+            self.ff = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * hidden, hidden))
             self.heads = level_heads(hidden, level_sizes)
 
         def forward(self, xs, mask):
@@ -110,8 +108,9 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def build_fusion(kind: str, *, input_dims: Sequence[int], level_sizes: Sequence[int], hidden: int = 256,
-                 dropout: float = 0.1, **options):
+def build_fusion(
+    kind: str, *, input_dims: Sequence[int], level_sizes: Sequence[int], hidden: int = 256, dropout: float = 0.1, **options
+):
     """Builds a fusion model (a torch `nn.Module`).
 
     Args:
@@ -139,8 +138,7 @@ def batch_loss(model, xs, mask, targets, child_masks, *, label_smoothing: float 
     for level_logits, present in aux:
         if present.any():
             rows = [t[present] for t in level_logits]
-            loss = loss + hierarchical_loss(rows, targets[present], child_masks,
-                                            label_smoothing=label_smoothing) / len(aux)
+            loss = loss + hierarchical_loss(rows, targets[present], child_masks, label_smoothing=label_smoothing) / len(aux)
     return loss
 
 
@@ -171,8 +169,7 @@ def _train_epoch(model, opt, xs, mask, targets, child_masks, rows, *, batch_size
     total = 0.0
     for start in range(0, len(order), batch_size):
         idx = torch.as_tensor(order[start : start + batch_size], device=mask.device)
-        loss = batch_loss(model, [x[idx] for x in xs], mask[idx], targets[idx], child_masks,
-                          label_smoothing=label_smoothing)
+        loss = batch_loss(model, [x[idx] for x in xs], mask[idx], targets[idx], child_masks, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -180,9 +177,22 @@ def _train_epoch(model, opt, xs, mask, targets, child_masks, rows, *, batch_size
     return total / max(len(order), 1)
 
 
-def train_fusion(model, xs, mask, targets, child_masks, *, epochs: int = 20, lr: float = 2e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 512, val_fraction: float = 0.1,
-                 patience: int = 3, label_smoothing: float = 0.0, seed: int = 0) -> list[dict]:
+def train_fusion(
+    model,
+    xs,
+    mask,
+    targets,
+    child_masks,
+    *,
+    epochs: int = 20,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 512,
+    val_fraction: float = 0.1,
+    patience: int = 3,
+    label_smoothing: float = 0.0,
+    seed: int = 0,
+) -> list[dict]:
     """AdamW training with optional early stopping on a validation slice (best weights restored).
 
     Args:
@@ -200,8 +210,18 @@ def train_fusion(model, xs, mask, targets, child_masks, *, epochs: int = 20, lr:
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     history, best, best_state, stale = [], float("inf"), None, 0
     for epoch in range(epochs):
-        loss = _train_epoch(model, opt, xs, mask, targets, child_masks, train_rows, batch_size=batch_size,
-                            rng=rng, label_smoothing=label_smoothing)
+        loss = _train_epoch(
+            model,
+            opt,
+            xs,
+            mask,
+            targets,
+            child_masks,
+            train_rows,
+            batch_size=batch_size,
+            rng=rng,
+            label_smoothing=label_smoothing,
+        )
         val = _evaluate(model, xs, mask, targets, child_masks, val_rows, 4 * batch_size) if len(val_rows) else None
         history.append({"epoch": epoch, "train_loss": loss, "val_loss": val})
         if val is None:

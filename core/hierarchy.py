@@ -356,16 +356,43 @@ class HierarchicalClassifier:
             `{"num_heads": 8}` (attention); see `core.fusion.build_fusion`.
     """
 
-    def __init__(self, *, fusion: str = "late", modalities: Sequence[str] = ("text", "image"),
-                 hidden: int = 256, dropout: float = 0.1, epochs: int = 20, lr: float = 2e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 512, val_fraction: float = 0.1,
-                 patience: int = 3, beam_width: int = 1, label_smoothing: float = 0.0, seed: int = 0,
-                 device=None, tree: TaxonomyTree | None = None, num_threads: int | None = 1,
-                 fusion_options: dict | None = None):
-        self.params = dict(fusion=fusion, modalities=list(modalities), hidden=hidden, dropout=dropout,
-                           epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                           val_fraction=val_fraction, patience=patience, beam_width=beam_width,
-                           label_smoothing=label_smoothing, seed=seed, fusion_options=dict(fusion_options or {}))
+    def __init__(
+        self,
+        *,
+        fusion: str = "late",
+        modalities: Sequence[str] = ("text", "image"),
+        hidden: int = 256,
+        dropout: float = 0.1,
+        epochs: int = 20,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 512,
+        val_fraction: float = 0.1,
+        patience: int = 3,
+        beam_width: int = 1,
+        label_smoothing: float = 0.0,
+        seed: int = 0,
+        device=None,
+        tree: TaxonomyTree | None = None,
+        num_threads: int | None = 1,
+        fusion_options: dict | None = None,
+    ):
+        self.params = dict(
+            fusion=fusion,
+            modalities=list(modalities),
+            hidden=hidden,
+            dropout=dropout,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            val_fraction=val_fraction,
+            patience=patience,
+            beam_width=beam_width,
+            label_smoothing=label_smoothing,
+            seed=seed,
+            fusion_options=dict(fusion_options or {}),
+        )
         self.device, self.num_threads = device, num_threads
         self.tree = tree
         self.tree_: TaxonomyTree | None = tree
@@ -382,20 +409,26 @@ class HierarchicalClassifier:
         from core.fusion import build_fusion
 
         p = self.params
-        return build_fusion(p["fusion"], input_dims=self.input_dims_, level_sizes=self.tree_.sizes,
-                            hidden=p["hidden"], dropout=p["dropout"], **p["fusion_options"])
+        return build_fusion(
+            p["fusion"],
+            input_dims=self.input_dims_,
+            level_sizes=self.tree_.sizes,
+            hidden=p["hidden"],
+            dropout=p["dropout"],
+            **p["fusion_options"],
+        )
 
     def _tensors(self, X: dict, masks: dict | None, device):
         import torch
 
         xs = [torch.as_tensor(np.asarray(X[m], dtype=np.float32), device=device) for m in self.modalities]
         n = len(xs[0])
-        cols = [np.ones(n, bool) if masks is None or m not in masks else np.asarray(masks[m], bool)
-                for m in self.modalities]
+        cols = [np.ones(n, bool) if masks is None or m not in masks else np.asarray(masks[m], bool) for m in self.modalities]
         return xs, torch.as_tensor(np.stack(cols, axis=1), device=device)
 
-    def fit(self, X: dict[str, np.ndarray], y_paths: Sequence[Sequence[str]], *,
-            masks: dict[str, np.ndarray] | None = None) -> HierarchicalClassifier:
+    def fit(
+        self, X: dict[str, np.ndarray], y_paths: Sequence[Sequence[str]], *, masks: dict[str, np.ndarray] | None = None
+    ) -> HierarchicalClassifier:
         """Trains the model.
 
         Args:
@@ -423,18 +456,15 @@ class HierarchicalClassifier:
         self.model_ = self._build().to(device)
         xs, mask = self._tensors(X, masks, device)
         targets = torch.as_tensor(self.tree_.encode(y_paths), device=device)
-        child_masks = [None] + [torch.as_tensor(self.tree_.child_mask(lv), device=device)
-                                for lv in range(1, self.tree_.depth)]
+        child_masks = [None] + [torch.as_tensor(self.tree_.child_mask(lv), device=device) for lv in range(1, self.tree_.depth)]
         self.history_ = train_fusion(self.model_, xs, mask, targets, child_masks, **self._train_options())
         return self
 
     def _train_options(self) -> dict:
-        keys = ("epochs", "lr", "weight_decay", "batch_size", "val_fraction", "patience",
-                "label_smoothing", "seed")
+        keys = ("epochs", "lr", "weight_decay", "batch_size", "val_fraction", "patience", "label_smoothing", "seed")
         return {k: self.params[k] for k in keys}
 
-    def level_logits(self, X: dict[str, np.ndarray], *, masks: dict | None = None,
-                     batch_size: int = 8192) -> list[np.ndarray]:
+    def level_logits(self, X: dict[str, np.ndarray], *, masks: dict | None = None, batch_size: int = 8192) -> list[np.ndarray]:
         """Raw per-level outputs of the fusion model: list of `(N, n_L) float32`."""
         from core.fusion import torch_threads
 
@@ -450,7 +480,7 @@ class HierarchicalClassifier:
         chunks = [[np.zeros((0, size), np.float32) for size in self.tree_.sizes]]
         with torch.inference_mode():
             for start in range(0, len(mask), batch_size):
-                logits, _ = self.model_([x[start:start + batch_size] for x in xs], mask[start:start + batch_size])
+                logits, _ = self.model_([x[start : start + batch_size] for x in xs], mask[start : start + batch_size])
                 chunks.append([t.float().cpu().numpy() for t in logits])
         return [np.concatenate([c[lv] for c in chunks]) for lv in range(self.tree_.depth)]
 
@@ -462,8 +492,9 @@ class HierarchicalClassifier:
         """Per level `(N, n_L) float32` marginal probabilities P(node) (see `marginal_probs`)."""
         return marginal_probs(self.predict_log_conditionals(X, masks=masks), self.tree_)
 
-    def predict(self, X: dict[str, np.ndarray], *, masks: dict | None = None,
-                beam_width: int | None = None) -> HierarchicalPrediction:
+    def predict(
+        self, X: dict[str, np.ndarray], *, masks: dict | None = None, beam_width: int | None = None
+    ) -> HierarchicalPrediction:
         """Best valid path per product.
 
         Args:
@@ -486,8 +517,13 @@ class HierarchicalClassifier:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"format": 1, "params": self.params, "input_dims": self.input_dims_,
-                "tree": self.tree_.to_json(), "history": self.history_}
+        meta = {
+            "format": 1,
+            "params": self.params,
+            "input_dims": self.input_dims_,
+            "tree": self.tree_.to_json(),
+            "history": self.history_,
+        }
         torch.save({k: v.cpu() for k, v in self.model_.state_dict().items()}, folder / "weights.pt")
         (folder / "meta.json").write_text(json.dumps(meta, indent=1))
         return folder

@@ -66,12 +66,32 @@ class JointAligner:
         num_threads: CPU threads torch may use in `fit` (None: torch's current setting).
     """
 
-    def __init__(self, *, dim: int = 256, hidden: int = 0, epochs: int = 30, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 512, init_temperature: float = 0.07,
-                 max_logit_scale: float = 100.0, seed: int = 0, device=None, num_threads: int | None = 1):
-        self.params = dict(dim=dim, hidden=hidden, epochs=epochs, lr=lr, weight_decay=weight_decay,
-                           batch_size=batch_size, init_temperature=init_temperature,
-                           max_logit_scale=max_logit_scale, seed=seed)
+    def __init__(
+        self,
+        *,
+        dim: int = 256,
+        hidden: int = 0,
+        epochs: int = 30,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 512,
+        init_temperature: float = 0.07,
+        max_logit_scale: float = 100.0,
+        seed: int = 0,
+        device=None,
+        num_threads: int | None = 1,
+    ):
+        self.params = dict(
+            dim=dim,
+            hidden=hidden,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            init_temperature=init_temperature,
+            max_logit_scale=max_logit_scale,
+            seed=seed,
+        )
         self.device, self.num_threads = device, num_threads
         self.model_ = None
         self.dims_: tuple[int, int] = (0, 0)
@@ -112,8 +132,7 @@ class JointAligner:
         device = self.model_.logit_scale.device
         t = torch.as_tensor(np.asarray(text_emb, np.float32), device=device)
         v = torch.as_tensor(np.asarray(image_emb, np.float32), device=device)
-        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.params["lr"],
-                                weight_decay=self.params["weight_decay"])
+        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.params["lr"], weight_decay=self.params["weight_decay"])
         rng = np.random.default_rng(self.params["seed"])
         self.history_ = [self._epoch(t, v, opt, rng) for _ in range(self.params["epochs"])]
         self.model_.eval()
@@ -129,8 +148,11 @@ class JointAligner:
             idx = order[start : start + size]
             if len(idx) < 2:
                 continue
-            loss = info_nce(F.normalize(self.model_.text(t[idx]), dim=-1),
-                            F.normalize(self.model_.image(v[idx]), dim=-1), self.model_.logit_scale)
+            loss = info_nce(
+                F.normalize(self.model_.text(t[idx]), dim=-1),
+                F.normalize(self.model_.image(v[idx]), dim=-1),
+                self.model_.logit_scale,
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -236,8 +258,9 @@ _WRITERS = {".pt": _write_pt, ".npz": _write_npz}
 _READERS = {".pt": _read_pt, ".npz": _read_npz}
 
 
-def retrieval_recall(queries: np.ndarray, keys: np.ndarray, *, ks: Sequence[int] = (1, 10),
-                     batch_size: int = 1024) -> dict[int, float]:
+def retrieval_recall(
+    queries: np.ndarray, keys: np.ndarray, *, ks: Sequence[int] = (1, 10), batch_size: int = 1024
+) -> dict[int, float]:
     """Recall@k of paired retrieval: query i's match is key i, ranked by dot product.
 
     Args:
