@@ -16,8 +16,8 @@ import numpy as np
 from core.dataset import Catalogue, stratified_split
 from core.features import Features
 
-TEXT_MODALITIES = ("title", "tfidf")
-FUSION_MODALITIES = ("title", "tfidf", "image", "joint")
+TEXT_MODALITIES = ("title", "tfidf", "svm")
+FUSION_MODALITIES = ("title", "tfidf", "svm", "image", "joint")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,22 @@ def add_tfidf(feats: Features, titles: list[str], rows_for_fit: np.ndarray, *, d
     feats.blocks["tfidf"] = projector.transform(titles)
     feats.masks["tfidf"] = np.ones(len(titles), bool)
     return projector
+
+
+def add_svm(feats: Features, titles: list[str], labels: list, rows_for_fit: np.ndarray, *, seed: int = 0):
+    """Fit the TF-IDF linear SVM on `rows_for_fit`; add block "svm": out-of-fold scores on those rows,
+    the full model's scores elsewhere.
+
+    Returns:
+        the fitted `TfidfSvmScores`.
+    """
+    from core.tfidf import TfidfSvmScores
+
+    svm = TfidfSvmScores(seed=seed).fit([titles[i] for i in rows_for_fit], [" > ".join(labels[i]) for i in rows_for_fit])
+    scores = svm.transform(titles)
+    scores[rows_for_fit] = svm.oof_
+    feats.blocks["svm"], feats.masks["svm"] = scores, np.ones(len(titles), bool)
+    return svm
 
 
 def inputs(feats: Features, modalities, rows: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -245,6 +261,7 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
     tree = TaxonomyTree.from_paths(labels)
     aligner, joint_s = _timed(add_joint, feats, split.fit, seed=seed)
     projector, tfidf_s = _timed(add_tfidf, feats, cat.titles, split.fit, seed=seed)
+    svm, svm_s = _timed(add_svm, feats, cat.titles, labels, split.fit, seed=seed)
     rows = evaluate_baseline(cat, feats, labels, split, tree)
     models, total = {}, len(specs) + 2
     for done, spec in enumerate(specs, start=1):
@@ -275,6 +292,7 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
         "cascade": cascade,
         "joint_fit_s": round(joint_s, 2),
         "tfidf_fit_s": round(tfidf_s, 2),
+        "svm_fit_s": round(svm_s, 2),
         "split": {"fit": len(split.fit), "calibration": len(split.calib), "test": len(split.test), "seed": seed},
         "features": {"encoders": feats.encoder_ids, "stats": feats.stats},
     }
@@ -294,7 +312,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def end_to_end_speed(
-    cat: Catalogue, rows: np.ndarray, models: dict, *, aligner, projector, threshold: float, device=None
+    cat: Catalogue, rows: np.ndarray, models: dict, *, aligner, projector, svm, threshold: float, device=None
 ) -> dict:
     """Wall time from raw title/description/photo to a path for `rows`, embeddings computed fresh (no cache).
 
@@ -310,7 +328,8 @@ def end_to_end_speed(
     sub = cat.subset(rows)
 
     def text_blocks(c):
-        blocks = {"title": text_enc.embed(c.titles, device=device), "tfidf": projector.transform(c.titles)}
+        blocks = {"title": text_enc.embed(c.titles, device=device), "tfidf": projector.transform(c.titles),
+                  "svm": svm.transform(c.titles)}
         if "text" in FUSION_MODALITIES:
             blocks["text"] = text_enc.embed(c.texts, device=device)
         return blocks

@@ -55,7 +55,7 @@ def train(
     Args:
         activate: make it the active model (default: when no model is active yet).
     """
-    from core.classify import MODELS, add_joint, add_tfidf, fit_model, make_split
+    from core.classify import MODELS, add_joint, add_svm, add_tfidf, fit_model, make_split
     from core.features import embed_catalogue
     from core.hierarchy import TaxonomyTree
     from db import predictions as preds
@@ -78,12 +78,13 @@ def train(
     tree = TaxonomyTree.from_paths(cat.labels)
     aligner = add_joint(feats, split.fit, seed=seed)
     projector = add_tfidf(feats, cat.titles, split.fit, seed=seed)
+    svm = add_svm(feats, cat.titles, cat.labels, split.fit, seed=seed)
     specs = {spec.name: spec for spec in MODELS}
     stage1 = fit_model(specs["text-only"], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
     stage2 = fit_model(specs[STAGE2], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
     metrics, threshold = _metrics(stage1, stage2, feats, cat.labels, split, tree)
     folder = data_dir() / "models" / f"{time.strftime('%Y%m%d-%H%M%S')}-{key[:8]}"
-    _save(folder, aligner=aligner, projector=projector, stage1=stage1, stage2=stage2)
+    _save(folder, aligner=aligner, projector=projector, svm=svm, stage1=stage1, stage2=stage2)
     params = {
         "data_key": key,
         "seed": seed,
@@ -164,26 +165,28 @@ def _per_leaf_f1(tree, true_paths: list, pred_nodes: np.ndarray) -> dict[str, di
     return out
 
 
-def _save(folder: Path, *, aligner, projector, stage1, stage2) -> None:
+def _save(folder: Path, *, aligner, projector, svm, stage1, stage2) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     aligner.save(folder / "joint.pt")
     projector.save(folder / "tfidf")
+    svm.save(folder / "svm")
     stage1.save(folder / "stage1")
     stage2.save(folder / "stage2")
 
 
 def load_cascade(folder: str | Path, *, threshold: float, device=None):
-    """(aligner, projector, TwoStageCascade) from a model version's artifact folder."""
+    """(aligner, projector, svm, TwoStageCascade) from a model version's artifact folder."""
     from core.cascade import TwoStageCascade
     from core.hierarchy import HierarchicalClassifier
     from core.joint import JointAligner
-    from core.tfidf import TfidfProjector
+    from core.tfidf import TfidfProjector, TfidfSvmScores
 
     folder = Path(folder)
     stage1 = HierarchicalClassifier.load(folder / "stage1", device=device)
     stage2 = HierarchicalClassifier.load(folder / "stage2", device=device)
     cascade = TwoStageCascade(stage1, stage2, threshold=threshold)
-    return JointAligner.load(folder / "joint.pt", device=device), TfidfProjector.load(folder / "tfidf"), cascade
+    aligner = JointAligner.load(folder / "joint.pt", device=device)
+    return aligner, TfidfProjector.load(folder / "tfidf"), TfidfSvmScores.load(folder / "svm"), cascade
 
 
 def predict(
@@ -206,10 +209,10 @@ def predict(
         log(f"model version #{version_id} already predicted all {done} products: nothing to do")
         return 0
     feats = embed_catalogue(cat, device=device, progress=progress)
-    aligner, projector, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
+    aligner, projector, svm, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
     feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
-    feats.blocks["tfidf"] = projector.transform(cat.titles)
-    feats.masks["joint"] = feats.masks["tfidf"] = np.ones(len(cat), bool)
+    feats.blocks["tfidf"], feats.blocks["svm"] = projector.transform(cat.titles), svm.transform(cat.titles)
+    feats.masks["joint"] = feats.masks["tfidf"] = feats.masks["svm"] = np.ones(len(cat), bool)
     from core.classify import FUSION_MODALITIES, inputs
 
     X, masks = inputs(feats, FUSION_MODALITIES, np.arange(len(cat)))

@@ -264,7 +264,16 @@ UNDO: dict[str, Callable[[Session, AuditEvent], None]] = {
     "retire_node": _undo_retire,
     "relabel_product": _undo_relabel,
 }
-STRUCTURAL = {"add_node", "rename_node", "move_node", "merge_node", "retire_node"}
+STRUCTURAL = {"add_node", "rename_node", "move_node", "merge_node", "retire_node", "accept_proposal"}
+
+
+def _register_proposal_actions() -> None:
+    from db.proposals import UNDO as PROPOSAL_UNDO
+
+    UNDO.update(PROPOSAL_UNDO)
+
+
+_register_proposal_actions()
 
 
 def undo(session: Session, *, event_id: int, actor: str) -> AuditEvent:

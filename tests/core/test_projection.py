@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.clustering import purity_score, run_hdbscan
+from core.projection import PCAReducer, UMAPReducer, content_key, pca_project, project
+from tests.core.discovery_helpers import blobs, single_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return blobs(n_per=50, k=4, dim=32, spread=0.3)
+
+
+def test_content_key_depends_on_bytes_shape_and_params():
+    X = np.arange(12, dtype=np.float32).reshape(3, 4)
+    key = content_key(X, {"n": 2})
+    assert key == content_key(X.copy(), {"n": 2})
+    assert key != content_key(X.reshape(4, 3), {"n": 2})
+    assert key != content_key(X + 1, {"n": 2})
+    assert key != content_key(X, {"n": 3})
+    assert key != content_key(X.astype(np.float64), {"n": 2})
+
+
+def test_pca_project_pads_when_input_is_small():
+    out = pca_project(np.random.default_rng(0).standard_normal((3, 5)), n_components=4)
+    assert out.shape == (3, 4) and out.dtype == np.float32
+    assert np.all(out[:, 3] == 0)
+    assert PCAReducer(n_components=8).fit_transform(np.eye(5)).shape == (5, 8)
+
+
+def test_umap_keeps_clusters_and_is_seeded(data, tmp_path):
+    X, y = data
+    a = UMAPReducer(n_components=10, seed=1).fit_transform(X)
+    assert a.shape == (200, 10) and a.dtype == np.float32
+    assert purity_score(run_hdbscan(a, min_cluster_size=10), y) == 1.0
+    b = UMAPReducer(n_components=10, seed=1).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_umap_cache_is_keyed_by_content_and_params(data, tmp_path):
+    X, _ = data
+    first = UMAPReducer(n_components=2, cache_dir=tmp_path)
+    coords = first.fit_transform(X)
+    path = first.cache_path(X)
+    assert path.exists() and path.suffix == ".npy" and not first.cache_hit_
+    second = UMAPReducer(n_components=2, cache_dir=tmp_path)
+    np.testing.assert_array_equal(second.fit_transform(X), coords)
+    assert second.cache_hit_
+    with pytest.raises(RuntimeError, match="loaded from cache"):
+        second.transform(X)
+    assert UMAPReducer(n_components=2, n_neighbors=5, cache_dir=tmp_path).cache_path(X) != path
+    assert UMAPReducer(n_components=2, cache_dir=tmp_path).cache_path(X[:-1]) != path
+
+
+def test_fitted_umap_places_new_points(data):
+    X, _ = data
+    reducer = UMAPReducer(n_components=2).fit(X)
+    assert reducer.transform(X[:5]).shape == (5, 2)
+
+
+def test_project_handles_tiny_inputs_and_caches(tmp_path):
+    tiny = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    assert project(tiny, n_components=2).shape == (4, 2)
+    project(tiny, n_components=10, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("umap-*.npy"))) == 1
