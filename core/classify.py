@@ -282,6 +282,7 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
         models,
         aligner=aligner,
         projector=projector,
+        svm=svm,
         threshold=cascade["chosen"]["threshold"],
         device=device,
     )

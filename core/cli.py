@@ -132,6 +132,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.recategorize import benchmark, discover
+
+    if args.benchmark:
+        result = benchmark(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        for name, run in result["runs"].items():
+            print(f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters, "
+                  f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s")
+        print(f"written to {args.out}")
+        return 0
+    discover(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
     parser.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or ./data/curator.db)")
@@ -177,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--force", action="store_true")
     pr.add_argument("--device", default=None)
     pr.set_defaults(func=cmd_predict)
+
+    dis = sub.add_parser("discover", help="propose subcategories under a node (SimCLR + UMAP + cascade clustering)")
+    dis.add_argument("--node", default="Footwear > Shoes", help="taxonomy path (default: %(default)s)")
+    dis.add_argument("--benchmark", action="store_true", help="hide the level below --node and score against it")
+    dis.add_argument("--out", default="benchmarks/results/discovery.json")
+    dis.add_argument("--seed", type=int, default=0)
+    dis.add_argument("--device", default=None)
+    dis.set_defaults(func=cmd_discover)
 
     dbp = sub.add_parser("db", help="database schema (Alembic migrations)")
     dbp.add_argument("action", choices=["upgrade", "current"])
