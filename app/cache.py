@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import config
 from db import predictions as preds
+from db import proposals as props
 from db import repo
 from db.models import AuditEvent, ModelVersion, Prediction, Product
 from db.session import get_sessionmaker, upgrade
@@ -78,3 +79,37 @@ def _predictions(url: str, version: tuple[int, int], key: tuple[int | None, int 
 def predictions():
     """(active model version as a dict or None, DataFrame of its predictions)."""
     return _predictions(db_url(), data_version(), model_key())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _proposal_parents(url: str, version: tuple[int, int]) -> dict[int, str]:
+    with _factory(url)() as s:
+        ids = sorted({p.parent_node_id for p in props.list_proposals(s)})
+        return {i: repo.get_node(s, i).path for i in ids}
+
+
+def proposal_parents() -> dict[int, str]:
+    """{node id: path} of every category that has discovered proposals."""
+    return _proposal_parents(db_url(), data_version())
+
+
+def proposals(parent_id: int) -> list[dict[str, Any]]:
+    """The proposals under `parent_id` as plain dicts (not cached: a decision shows at once)."""
+    with factory()() as s:
+        return [
+            {
+                "id": p.id,
+                "name": p.name,
+                "status": p.status,
+                "members": list(p.members),
+                "suggested_names": p.suggested_names,
+                "scores": {k: v for k, v in p.scores.items() if k != "coords"},
+                "coords": p.scores.get("coords", []),
+            }
+            for p in props.list_proposals(s, parent_node_id=parent_id)
+        ]
+
+
+def cards(product_ids: list[int]) -> list[dict[str, Any]]:
+    with factory()() as s:
+        return repo.product_cards(s, product_ids=product_ids)

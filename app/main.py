@@ -18,6 +18,7 @@ PAGES = [
     st.Page(ROOT / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page(ROOT / "pages" / "taxonomy.py", title="Taxonomy", icon=":material/account_tree:"),
     st.Page(ROOT / "pages" / "predictions.py", title="Predictions", icon=":material/insights:"),
+    st.Page(ROOT / "pages" / "clusters.py", title="Clusters", icon=":material/scatter_plot:"),
 ]
 navigation = st.navigation(PAGES)
 sidebar()

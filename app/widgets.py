@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import cache
 from db import curation
+from db import proposals as props
 from db.repo import CurationError
 from db.session import transaction
 
@@ -20,6 +21,11 @@ ACTIONS: dict[str, Callable[..., Any]] = {
     "retire_node": curation.retire_node,
     "relabel_product": curation.relabel_product,
     "undo": curation.undo,
+    "accept_proposal": props.accept_proposal,
+    "rename_proposal": props.rename_proposal,
+    "reject_proposal": props.reject_proposal,
+    "merge_proposals": props.merge_proposals,
+    "move_out": props.move_out,
 }
 
 

@@ -41,7 +41,10 @@ def node_features(cat, brands: list[str | None], rows: np.ndarray, *, device=Non
     encoder = get_encoder("minilm")
     titles = [debrand(cat.titles[i], brands[i]) for i in rows]
     texts = [cat.texts[i] for i in rows]
-    blocks = [cached_embed(encoder, items, device=device, progress=progress).vectors for items in (titles, texts)]
+    blocks = []
+    for name, items in (("titles without brand", titles), ("title + description", texts)):
+        tick = (lambda done, total, n=name: progress(f"embed {n}", done, total)) if progress else None
+        blocks.append(cached_embed(encoder, items, device=device, progress=tick).vectors)
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 

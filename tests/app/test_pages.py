@@ -191,3 +191,72 @@ def test_predictions_page_filters_and_exports(with_predictions):
     at.selectbox(key="pred_agree").set_value("all").run()
     at.slider(key="pred_range").set_value((0.5, 1.0)).run()
     assert {m.label: m.value for m in at.metric}["Products"] == "79"
+
+
+@pytest.fixture
+def with_proposals(app_env):
+    """Two open proposals under the first category that has at least four products."""
+    from db import proposals as props
+    from db.session import transaction
+
+    factory = get_sessionmaker(app_env)
+    with transaction(factory) as s:
+        node = next(r for r in repo.taxonomy_rows(s) if r["products"] >= 4 and r["children"] == 0)
+        products, _ = repo.products_in_node(s, node_id=node["id"], limit=4)
+        ids = [p.id for p in products]
+        props.replace_open_proposals(
+            s,
+            parent_node_id=node["id"],
+            run_key="t",
+            clusters=[
+                {
+                    "name": "alpha",
+                    "members": ids[:2],
+                    "coords": [[0, 0], [0, 1]],
+                    "suggested_names": ["alpha", "beta"],
+                    "scores": {"size": 2, "coherence": 0.8, "top_terms": ["alpha"]},
+                },
+                {
+                    "name": "gamma",
+                    "members": ids[2:],
+                    "coords": [[5, 5], [5, 6]],
+                    "suggested_names": ["gamma"],
+                    "scores": {"size": 2, "coherence": 0.7, "top_terms": ["gamma"]},
+                },
+            ],
+        )
+        pids = [p.id for p in props.list_proposals(s, parent_node_id=node["id"])]
+    return node, ids, pids
+
+
+def test_clusters_page_without_proposals_explains_what_to_do(app_env):
+    assert "No proposals yet" in run_page("clusters").info[0].value
+
+
+def test_clusters_page_accept_with_a_new_name(app_env, with_proposals):
+    node, ids, pids = with_proposals
+    at = run_page("clusters")
+    assert "2 open of 2 proposals" in at.caption[0].value
+    at.selectbox(key="clu_proposal").set_value(pids[0]).run()
+    at.text_input(key=f"clu_name_{pids[0]}").input("Alpha Line").run()
+    at.button(key="clu_accept").click().run()
+    at.button(key="confirm_action").click().run()
+    assert not at.exception, at.exception
+    with get_sessionmaker(app_env)() as s:
+        created = repo.node_by_path(s, node["path"] + " > Alpha Line")
+        assert created is not None and [repo.product_label(s, i)[0].id for i in ids[:2]] == [created.id] * 2
+    assert "1 open of 2 proposals" in at.caption[0].value
+
+
+def test_clusters_page_reject_and_merge(app_env, with_proposals):
+    from db.models import Proposal
+
+    _, _, pids = with_proposals
+    at = run_page("clusters")
+    at.selectbox(key="clu_proposal").set_value(pids[0]).run()
+    at.selectbox(key="clu_merge_target").set_value(pids[1]).run()
+    at.button(key="clu_merge").click().run()
+    at.button(key="clu_reject").click().run()
+    with get_sessionmaker(app_env)() as s:
+        assert [s.get(Proposal, i).status for i in pids] == ["merged", "rejected"]
+    assert "Every proposal here has been decided" in at.success[0].value

@@ -1,0 +1,84 @@
+"""Clusters: review discovered subcategory proposals on the UMAP view; accept, rename, merge, reject."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import cache
+from app.widgets import confirmation, flash, perform, product_grid, request
+
+st.title("Clusters")
+flash()
+parents = cache.proposal_parents()
+if not parents:
+    st.info('No proposals yet: run `python -m core discover --node "Footwear > Shoes"` (or `make run`).')
+    st.stop()
+
+parent = st.selectbox("Category", list(parents), key="clu_parent", format_func=lambda i: parents[i])
+proposals = cache.proposals(parent)
+open_ones = [p for p in proposals if p["status"] == "open"]
+st.caption(f"{len(open_ones)} open of {len(proposals)} proposals · discovered with SimCLR + UMAP + cascade clustering")
+
+fig = go.Figure()
+for p in proposals:
+    xs, ys = zip(*p["coords"]) if p["coords"] else ((), ())
+    fig.add_trace(
+        go.Scattergl(
+            x=xs,
+            y=ys,
+            mode="markers",
+            name=f"#{p['id']} {p['name']} ({p['status']})",
+            customdata=p["members"],
+            marker={"size": 5, "opacity": 0.75},
+        )
+    )
+fig.update_layout(height=520, margin=dict(t=10, l=0, r=0, b=0), legend={"font": {"size": 10}}, dragmode="lasso")
+event = st.plotly_chart(fig, key="clu_scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
+selected = [int(pt["customdata"]) for pt in (event.selection.points if event and event.selection else []) if "customdata" in pt]
+
+confirmation()
+left, right = st.columns([2, 3], gap="large")
+with left:
+    if not open_ones:
+        st.success("Every proposal here has been decided.")
+        st.stop()
+    by_id = {p["id"]: p for p in open_ones}
+    pid = st.selectbox(
+        "Proposal",
+        list(by_id),
+        key="clu_proposal",
+        format_func=lambda i: f"#{i} {by_id[i]['name']} · {len(by_id[i]['members'])} products",
+    )
+    proposal = by_id[pid]
+    st.markdown(f"**Suggested names:** {', '.join(proposal['suggested_names'][:4])}")
+    st.caption(
+        f"coherence {proposal['scores'].get('coherence', 0):.2f} · top terms: {', '.join(proposal['scores'].get('top_terms', [])[:8])}"
+    )
+    name = st.text_input("Name", value=proposal["name"], key=f"clu_name_{pid}")
+    a, r, j = st.columns(3)
+    if a.button("Accept…", key="clu_accept", type="primary"):
+        request(
+            f"Create '{parents[parent]} > {name}' with {len(proposal['members'])} products?",
+            "accept_proposal",
+            proposal_id=pid,
+            name=name,
+        )
+        st.rerun()
+    if r.button("Rename", key="clu_rename") and perform("rename_proposal", proposal_id=pid, name=name):
+        st.rerun()
+    if j.button("Reject", key="clu_reject") and perform("reject_proposal", proposal_id=pid):
+        st.rerun()
+    others = [i for i in by_id if i != pid]
+    target = (
+        st.selectbox("Merge into", others, key="clu_merge_target", format_func=lambda i: f"#{i} {by_id[i]['name']}")
+        if others
+        else None
+    )
+    if target and st.button("Merge", key="clu_merge") and perform("merge_proposals", source_id=pid, target_id=target):
+        st.rerun()
+    if selected and st.button(f"Move {len(selected)} selected out", key="clu_move_out"):
+        perform("move_out", proposal_id=pid, product_ids=selected)
+        st.rerun()
+with right:
+    shown = selected or proposal["members"]
+    st.subheader("Selected products" if selected else f"#{pid} {proposal['name']}")
+    product_grid(cache.cards(shown[:16]), columns=4)
