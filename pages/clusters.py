@@ -50,9 +50,8 @@ with left:
     )
     proposal = by_id[pid]
     st.markdown(f"**Suggested names:** {', '.join(proposal['suggested_names'][:4])}")
-    st.caption(
-        f"coherence {proposal['scores'].get('coherence', 0):.2f} · top terms: {', '.join(proposal['scores'].get('top_terms', [])[:8])}"
-    )
+    terms = ", ".join(proposal["scores"].get("top_terms", [])[:8])
+    st.caption(f"coherence {proposal['scores'].get('coherence', 0):.2f} · top terms: {terms}")
     name = st.text_input("Name", value=proposal["name"], key=f"clu_name_{pid}")
     a, r, j = st.columns(3)
     if a.button("Accept…", key="clu_accept", type="primary"):
