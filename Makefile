@@ -30,6 +30,7 @@ models: ingest
 	$(BIN)/python -m core embed
 	$(BIN)/python -m core train
 	$(BIN)/python -m core predict
+	$(BIN)/python -m core discover --node "Footwear > Shoes" --if-missing
 
 serve: install
 	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false

@@ -146,6 +146,16 @@ def cmd_discover(args: argparse.Namespace) -> int:
                   f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s")
         print(f"written to {args.out}")
         return 0
+    if args.if_missing:
+        from db import proposals as props
+        from db.repo import node_by_path
+        from db.session import get_sessionmaker
+
+        with get_sessionmaker(args.db)() as s:
+            node = node_by_path(s, args.node)
+            if node is not None and props.list_proposals(s, parent_node_id=node.id):
+                print(f"{args.node}: proposals exist already (run without --if-missing to rediscover)")
+                return 0
     discover(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
     return 0
 
@@ -200,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--node", default="Footwear > Shoes", help="taxonomy path (default: %(default)s)")
     dis.add_argument("--benchmark", action="store_true", help="hide the level below --node and score against it")
     dis.add_argument("--out", default="benchmarks/results/discovery.json")
+    dis.add_argument("--if-missing", action="store_true", help="do nothing when the node already has proposals")
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--device", default=None)
     dis.set_defaults(func=cmd_discover)
