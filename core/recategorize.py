@@ -48,7 +48,12 @@ def node_features(cat, brands: list[str | None], rows: np.ndarray, *, device=Non
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
-def make_pipeline(*, brands: list[str], taxonomy_names: list[str], cache_dir, seed: int = 0, min_cluster_size: int | None = 40):
+def min_cluster_size_for(n: int) -> int:
+    """40 products for a large node (tuned on Footwear > Shoes, 7k products); 5% of a small one, at least 10."""
+    return max(10, min(40, n // 20))
+
+
+def make_pipeline(*, brands: list[str], taxonomy_names: list[str], cache_dir, n: int, seed: int = 0):
     from core.clustering import CascadeClusterer
     from core.discovery import DiscoveryPipeline
     from core.naming import ClusterNamer
@@ -57,7 +62,7 @@ def make_pipeline(*, brands: list[str], taxonomy_names: list[str], cache_dir, se
     namer = ClusterNamer(taxonomy_names=taxonomy_names, extra_stop_words=[b for b in brands if b])
     return DiscoveryPipeline(
         head=SimCLRHead(blocks=(384, 384), seed=seed, threads=1),
-        clusterer=CascadeClusterer(min_cluster_size=min_cluster_size, seed=seed),
+        clusterer=CascadeClusterer(min_cluster_size=min_cluster_size_for(n), seed=seed),
         namer=namer,
         cache_dir=cache_dir,
         seed=seed,
@@ -99,7 +104,7 @@ def discover(db_url: str, *, node_path: str, seed: int = 0, device=None, progres
         raise ValueError(f"{node_path!r} holds {len(rows)} products: too few to discover subcategories")
     X = node_features(cat, brands, rows, device=device, progress=progress)
     pipe = make_pipeline(
-        brands=sorted({b for b in brands if b}), taxonomy_names=names, cache_dir=data_dir() / "discovery", seed=seed
+        brands=sorted({b for b in brands if b}), taxonomy_names=names, cache_dir=data_dir() / "discovery", n=len(rows), seed=seed
     )
     pipe.fit(X, docs=[cat.texts[i] for i in rows])
     run_key = time.strftime("%Y%m%d-%H%M%S")
@@ -134,7 +139,8 @@ def _clusters(pipe, product_ids: np.ndarray) -> list[dict[str, Any]]:
 def benchmark(db_url: str, *, node_path: str = "Footwear > Shoes", seed: int = 0, device=None, progress=None) -> dict[str, Any]:
     """Hide the level below `node_path`, discover on `node_path`, score against the hidden level.
 
-    The same run scores the plain pipeline (UMAP + HDBSCAN on the raw embeddings: no SimCLR, no cascade).
+    The same run scores the plain pipeline (UMAP + HDBSCAN on the same raw embeddings with the same minimum
+    cluster size: no SimCLR, no cascade, no noise assignment).
     """
     import tempfile
 
@@ -152,16 +158,18 @@ def benchmark(db_url: str, *, node_path: str = "Footwear > Shoes", seed: int = 0
     with tempfile.TemporaryDirectory() as cache:
         runs = {
             "discovery (SimCLR + UMAP + cascade)": make_pipeline(
-                brands=brand_list, taxonomy_names=[], cache_dir=cache, seed=seed
+                brands=brand_list, taxonomy_names=[], cache_dir=cache, n=len(rows), seed=seed
             ),
-            "plain (UMAP + HDBSCAN, raw embeddings)": plain_pipeline(cache_dir=cache, seed=seed),
+            "plain (UMAP + HDBSCAN, raw embeddings)": plain_pipeline(
+                cache_dir=cache, seed=seed, min_cluster_size=min_cluster_size_for(len(rows))
+            ),
         }
         for name, pipe in runs.items():
             started = time.perf_counter()
             pipe.fit(X, docs=docs)
             scores = score_clusters(pipe.labels_, truth)
             results["runs"][name] = {
-                **vars(scores),
+                **scores._asdict(),
                 "seconds": round(time.perf_counter() - started, 1),
                 "timings": {k: round(v, 1) for k, v in pipe.timings_.items()},
             }
