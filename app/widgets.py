@@ -133,8 +133,10 @@ def prediction_cards(rows: list[dict[str, Any]], *, levels: list[str], columns: 
     for start in range(0, len(rows), columns):
         for col, row in zip(st.columns(columns), rows[start : start + columns]):
             with col.container(border=True):
-                if row["image"]:
+                if isinstance(row["image"], str) and row["image"]:  # pandas turns a missing photo into NaN
                     st.image(row["image"], width="stretch")
+                else:
+                    st.caption("no photo")
                 st.markdown(f"**{row['title']}**")
                 mark = {True: ":green[agrees]", False: ":red[disagrees]", None: "unlabelled"}[row["agrees"]]
                 st.caption(f"label: {row['label'] or '—'}")

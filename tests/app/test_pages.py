@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from core import config
 from core.ingest import ingest
 from db import repo
-from db.models import AuditEvent, TaxonomyNode
+from db.models import AuditEvent, Product, TaxonomyNode
 from db.session import get_sessionmaker, upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,6 +171,7 @@ def with_predictions(app_env):
                     }
                 )
         preds.replace_predictions(s, model_version_id=version.id, rows=out)
+        s.get(Product, wrong.product_id).image_status = "none"  # one card without a photo
     return wrong
 
 
