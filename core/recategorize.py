@@ -127,7 +127,7 @@ def _clusters(pipe, product_ids: np.ndarray) -> list[dict[str, Any]]:
         out.append(
             {
                 "name": summary.name,
-                "suggested_names": [summary.name, *summary.nearest_names],
+                "suggested_names": [summary.name, *(name for name, _score in summary.nearest_names)],
                 "members": product_ids[members].tolist(),
                 "coords": coords[members].round(4).tolist() if coords is not None else [],
                 "scores": {"size": int(summary.size), "coherence": float(summary.coherence), "top_terms": summary.top_terms[:10]},

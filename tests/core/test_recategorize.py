@@ -50,6 +50,7 @@ def test_discover_stores_open_proposals_under_the_node(shoes_db):
     members = [m for p in proposals for m in p.members]
     assert len(members) == len(set(members)) and set(members) <= under and len(members) >= 0.5 * n
     assert all(p.name and p.scores["size"] == len(p.members) for p in proposals)
+    assert all(isinstance(n, str) for p in proposals for n in p.suggested_names)
     assert discover(url, node_path="Footwear > Shoes", log=lambda *_: None) == count  # seeded, replaced not added
     with factory() as s:
         assert len(props.list_proposals(s, parent_node_id=node.id)) == count
