@@ -82,12 +82,17 @@ def per_level_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     Returns:
         `(depth,) float64`; NaN for a level no true path reaches.
     """
+    return _per_level(y_true, y_pred, lambda t, p: float(np.mean(p == t)))
+
+
+def _per_level(y_true, y_pred, score) -> np.ndarray:
+    """`score(true, pred)` of each level over the rows whose true path reaches it; NaN where none does."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     out = np.full(y_true.shape[1], np.nan)
     for level in range(y_true.shape[1]):
         rows = y_true[:, level] >= 0
         if rows.any():
-            out[level] = float(np.mean(y_pred[rows, level] == y_true[rows, level]))
+            out[level] = score(y_true[rows, level], y_pred[rows, level])
     return out
 
 
@@ -106,14 +111,7 @@ def per_level_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """
     from sklearn.metrics import f1_score
 
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    out = np.full(y_true.shape[1], np.nan)
-    for level in range(y_true.shape[1]):
-        rows = y_true[:, level] >= 0
-        if rows.any():
-            t, p = y_true[rows, level], y_pred[rows, level]
-            out[level] = f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0)
-    return out
+    return _per_level(y_true, y_pred, lambda t, p: f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0))
 
 
 def path_validity_rate(y_pred: np.ndarray, tree) -> float:
