@@ -113,3 +113,11 @@ def proposals(parent_id: int) -> list[dict[str, Any]]:
 def cards(product_ids: list[int]) -> list[dict[str, Any]]:
     with factory()() as s:
         return repo.product_cards(s, product_ids=product_ids)
+
+
+@st.cache_resource(show_spinner="Building the nearest-neighbour index...", max_entries=4)
+def node_search(url: str, node_path: str):
+    """FAISS index over a category's products (discovery features, from the embedding cache)."""
+    from core.recategorize import NodeSearch
+
+    return NodeSearch(url, node_path)

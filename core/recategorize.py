@@ -174,3 +174,33 @@ def benchmark(db_url: str, *, node_path: str = "Footwear > Shoes", seed: int = 0
                 "timings": {k: round(v, 1) for k, v in pipe.timings_.items()},
             }
     return results
+
+
+class NodeSearch:
+    """FAISS nearest neighbours over a node's products (the discovery features), and free-text search.
+
+    A text query is embedded with the same MiniLM and compared with both feature blocks.
+    """
+
+    def __init__(self, db_url: str, node_path: str, *, device=None):
+        from core.ann import AnnIndex
+        from db.session import get_sessionmaker
+
+        cat, brands = _catalogue_and_brands(get_sessionmaker(db_url))
+        rows = node_products(cat, node_path)
+        self.product_ids = cat.product_ids[rows]
+        self.index = AnnIndex(kind="auto").build(node_features(cat, brands, rows, device=device), ids=self.product_ids)
+        self.device = device
+
+    def neighbours(self, product_id: int, *, k: int = 8) -> list[int]:
+        """The `k` products most similar to `product_id` (itself excluded)."""
+        _, ids = self.index.neighbours(int(product_id), k)
+        return [int(i) for i in np.ravel(ids) if i >= 0]
+
+    def search(self, query: str, *, k: int = 12) -> list[int]:
+        """Products whose title/description is closest to the free-text `query`."""
+        from core.encoders import get_encoder
+
+        q = get_encoder("minilm").embed([query], device=self.device)
+        _, ids = self.index.search(np.concatenate([q, q], axis=1), k)
+        return [int(i) for i in ids[0] if i >= 0]

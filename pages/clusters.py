@@ -81,3 +81,19 @@ with right:
     shown = selected or proposal["members"]
     st.subheader("Selected products" if selected else f"#{pid} {proposal['name']}")
     product_grid(cache.cards(shown[:16]), columns=4)
+
+st.subheader("Find similar products")
+index = cache.node_search(cache.db_url(), parents[parent])
+q1, q2 = st.columns(2)
+query = q1.text_input("Search by text", key="clu_query", placeholder="e.g. white leather sneakers")
+cards = {c["id"]: c for c in cache.cards(shown[:16])}
+anchor = q2.selectbox(
+    "Neighbours of",
+    [None, *cards],
+    key="clu_anchor",
+    format_func=lambda i: "(choose a product)" if i is None else cards[i]["title"],
+)
+if query:
+    product_grid(cache.cards(index.search(query, k=12)), columns=6)
+if anchor:
+    product_grid(cache.cards(index.neighbours(anchor, k=12)), columns=6)

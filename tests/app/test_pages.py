@@ -261,3 +261,20 @@ def test_clusters_page_reject_and_merge(app_env, with_proposals):
     with get_sessionmaker(app_env)() as s:
         assert [s.get(Proposal, i).status for i in pids] == ["merged", "rejected"]
     assert "Every proposal here has been decided" in at.success[0].value
+
+
+def test_clusters_page_text_search_and_neighbours(app_env, with_proposals):
+    node, ids, _ = with_proposals
+    at = run_page("clusters")
+    before = len(at.caption)
+    at.text_input(key="clu_query").input(node["name"]).run()
+    assert not at.exception, at.exception
+    found = [c.value for c in at.caption[before:] if "#" in c.value]
+    assert found and sum(node["path"] in c for c in found) >= min(node["products"], 12) // 2
+    at.text_input(key="clu_query").input("").run()
+    at.selectbox(key="clu_anchor").set_value(ids[0]).run()
+    with get_sessionmaker(app_env)() as s:
+        anchor = s.get(Product, ids[0]).external_id
+    grid = [c.value for c in at.caption[before:] if "#" in c.value][-min(12, node["products"] - 1) :]
+    assert len(grid) == min(12, node["products"] - 1)  # the node's other products, nearest first
+    assert all(f"#{anchor} " not in c for c in grid)  # never the product itself
