@@ -84,15 +84,20 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     rows = run(args.catalog, args.pg_url)
-    meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {_cpus()} cores, Python {platform.python_version()}",
-            "command": " ".join(["python", *sys.argv])}
+    meta = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {_cpus()} cores, Python {platform.python_version()}",
+        "command": " ".join(["python", *sys.argv]),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print("| backend | run | wall s (in process) | process s | peak MB | products inserted | unchanged | images checked |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backend']} | {r['run']} | {r['seconds']:.1f} | {r['process_s']:.1f} | {r['peak_mb']:.0f} | "
-              f"{r['inserted']} | {r['unchanged']} | {r['images_checked']} |")
+        print(
+            f"| {r['backend']} | {r['run']} | {r['seconds']:.1f} | {r['process_s']:.1f} | {r['peak_mb']:.0f} | "
+            f"{r['inserted']} | {r['unchanged']} | {r['images_checked']} |"
+        )
     return 0
 
 
