@@ -82,10 +82,9 @@ class TfidfProjector:
 class TfidfSvmScores:
     """Per-path decision scores of a linear SVM on TF-IDF title features, as a modality for fusion.
 
-    `fit` trains one SVM per fold and keeps out-of-fold scores for its own training rows (`oof_`), so a fusion
-    model trained on them never sees scores from an SVM that saw the same product; `transform` scores new
-    products with the average of the fold models, so their scores come from the same distribution. Late fusion
-    of a sparse-text model with the dense modalities, without leakage. Saved as JSON + .npy (never pickles).
+    `fit` also computes out-of-fold scores for its own training rows (`oof_`, k-fold), so a fusion model
+    trained on them never sees scores from an SVM that saw the same product: late fusion of a sparse-text
+    model with the dense modalities, without leakage. Saved as JSON + .npy (never pickles).
 
     Args:
         folds: folds for the out-of-fold scores. C: SVM regularisation. seed: fold assignment.
@@ -110,24 +109,14 @@ class TfidfSvmScores:
 
         self.features_.vectorizers_ = {n: TfidfVectorizer(sublinear_tf=True, **spec).fit(texts) for n, spec in SPECS.items()}
         X, y = self.features_._matrix(texts), np.asarray(labels)
-        self.classes_ = sorted({str(c) for c in y})
-        index = {c: i for i, c in enumerate(self.classes_)}
-        k, width = len(self.classes_), X.shape[1]
-        self.oof_ = np.zeros((len(y), k), np.float32)
-        coef, intercept, seen = np.zeros((k, width), np.float32), np.zeros(k, np.float32), np.zeros(k, np.float32)
+        svm = self._svm(X, y)
+        self.classes_ = [str(c) for c in svm.classes_]
+        self.coef_, self.intercept_ = svm.coef_.astype(np.float32), svm.intercept_.astype(np.float32)
+        self.oof_ = np.zeros((len(y), len(self.classes_)), np.float32)
         for train, held in KFold(self.folds, shuffle=True, random_state=self.seed).split(X):
             fold = self._svm(X[train], y[train])
-            cols = [index[str(c)] for c in fold.classes_]
-            scores = fold.decision_function(X[held])
-            self.oof_[held] = scores.min()  # a path this fold never saw scores below every seen one
-            self.oof_[np.ix_(held, cols)] = scores
-            coef[cols] += fold.coef_
-            intercept[cols] += fold.intercept_
-            seen[cols] += 1
-        # the fold models' average: scores on new products follow the out-of-fold scores' distribution,
-        # which a model refitted on every row (more confident on everything) would not
-        self.coef_ = coef / np.maximum(seen, 1)[:, None]
-        self.intercept_ = np.where(seen > 0, intercept / np.maximum(seen, 1), self.oof_.min())
+            cols = [self.classes_.index(str(c)) for c in fold.classes_]
+            self.oof_[np.ix_(held, cols)] = fold.decision_function(X[held])
         return self
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:

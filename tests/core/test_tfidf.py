@@ -38,7 +38,7 @@ def test_svm_scores_are_out_of_fold_on_training_rows_and_round_trip(tmp_path):
     scores = model.transform(TITLES)
     assert scores.shape == (80, 4) and model.oof_.shape == (80, 4)
     predicted = [model.classes_[i] for i in scores.argmax(1)]
-    assert predicted == kinds  # the fold models' average, in-sample
+    assert predicted == kinds  # in-sample
     assert not np.allclose(model.oof_, scores)  # out-of-fold scores come from models that did not see the row
     assert np.mean([model.classes_[i] == k for i, k in zip(model.oof_.argmax(1), kinds)]) > 0.9
     model.save(tmp_path / "svm")
