@@ -132,10 +132,9 @@ class TfidfSvmBaseline:
         from sklearn.pipeline import make_pipeline, make_union
         from sklearn.svm import LinearSVC
 
-        features = make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
-        )
+        from core.tfidf import SPECS
+
+        features = make_union(*(TfidfVectorizer(sublinear_tf=True, **spec) for spec in SPECS.values()))
         self.model_ = make_pipeline(features, LinearSVC(C=self.C)).fit(titles, [" > ".join(p) for p in paths])
         return self
 
