@@ -83,17 +83,18 @@ def add_tfidf(feats: Features, titles: list[str], rows_for_fit: np.ndarray, *, d
     return projector
 
 
-def add_svm(feats: Features, titles: list[str], labels: list, rows_for_fit: np.ndarray, *, seed: int = 0):
-    """Fit the TF-IDF linear SVM on `rows_for_fit`; add block "svm": out-of-fold scores on those rows,
-    the full model's scores elsewhere.
+def add_svm(feats: Features, titles: list[str], labels: list, rows_for_fit: np.ndarray, *, descriptions=None, seed: int = 0):
+    """Fit the TF-IDF linear SVM (titles, and descriptions when given) on `rows_for_fit`; add block "svm":
+    out-of-fold scores on those rows, the full model's scores elsewhere.
 
     Returns:
         the fitted `TfidfSvmScores`.
     """
     from core.tfidf import TfidfSvmScores
 
-    svm = TfidfSvmScores(seed=seed).fit([titles[i] for i in rows_for_fit], [" > ".join(labels[i]) for i in rows_for_fit])
-    scores = svm.transform(titles)
+    pick = lambda xs: None if xs is None else [xs[i] for i in rows_for_fit]  # noqa: E731
+    svm = TfidfSvmScores(seed=seed).fit(pick(titles), pick([" > ".join(p) for p in labels]), descriptions=pick(descriptions))
+    scores = svm.transform(titles, descriptions)
     scores[rows_for_fit] = svm.oof_
     feats.blocks["svm"], feats.masks["svm"] = scores, np.ones(len(titles), bool)
     return svm
@@ -260,7 +261,7 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
     tree = TaxonomyTree.from_paths(labels)
     aligner, joint_s = _timed(add_joint, feats, split.fit, seed=seed)
     projector, tfidf_s = _timed(add_tfidf, feats, cat.titles, split.fit, seed=seed)
-    svm, svm_s = _timed(add_svm, feats, cat.titles, labels, split.fit, seed=seed)
+    svm, svm_s = _timed(add_svm, feats, cat.titles, labels, split.fit, descriptions=cat.descriptions, seed=seed)
     rows = evaluate_baseline(cat, feats, labels, split, tree)
     models, total = {}, len(specs) + 2
     for done, spec in enumerate(specs, start=1):
@@ -328,8 +329,11 @@ def end_to_end_speed(
     sub = cat.subset(rows)
 
     def text_blocks(c):
-        blocks = {"title": text_enc.embed(c.titles, device=device), "tfidf": projector.transform(c.titles),
-                  "svm": svm.transform(c.titles)}
+        blocks = {
+            "title": text_enc.embed(c.titles, device=device),
+            "tfidf": projector.transform(c.titles),
+            "svm": svm.transform(c.titles, c.descriptions),
+        }
         if "text" in FUSION_MODALITIES:
             blocks["text"] = text_enc.embed(c.texts, device=device)
         return blocks

@@ -142,8 +142,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
         for name, run in result["runs"].items():
-            print(f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters, "
-                  f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s")
+            print(
+                f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters, "
+                f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s"
+            )
         print(f"written to {args.out}")
         return 0
     if args.if_missing:
@@ -158,6 +160,62 @@ def cmd_discover(args: argparse.Namespace) -> int:
                 return 0
     discover(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
     return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.review import benchmark, run_review
+
+    if args.benchmark:
+        result = benchmark(
+            args.db, share=args.share, folds=args.folds, seed=args.seed, device=args.device, progress=_tqdm_progress()
+        )
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(f"{result['n_flipped']} of {result['n_products']} labels flipped to a sibling or cousin path")
+        for name, r in result["rankings"].items():
+            print(f"  {name}: precision@k {r['precision_at_k']:.3f}, recall@k {r['recall_at_k']:.3f}")
+        print(f"written to {args.out}")
+        return 0
+    if args.if_missing:
+        from db import review
+        from db.session import get_sessionmaker
+
+        with get_sessionmaker(args.db)() as s:
+            if review.counts(s):
+                print("a review queue exists already (run without --if-missing to rescore)")
+                return 0
+    run_review(args.db, folds=args.folds, seed=args.seed, device=args.device, progress=_tqdm_progress())
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.benchmark:
+        from core.retrain_bench import benchmark
+
+        result = benchmark(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: v for k, v in result.items() if k != "per_node"}, indent=1))
+        print(f"written to {args.out}")
+        return 0
+    from core import jobs
+
+    if args.background:
+        job_id = jobs.start(args.db, kind="retrain", actor=args.actor)
+        print(f"retrain job #{job_id} started; its progress is on the Models page and in {jobs.job_log_file(job_id)}")
+        return 0
+    job_id = jobs.start(args.db, kind="retrain", actor=args.actor, spawn=False)  # one at a time, also from the CLI
+    return 0 if jobs.run_job(args.db, job_id) else 1
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    from core.jobs import run_job
+
+    return 0 if run_job(args.db, args.job_id) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +272,33 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--device", default=None)
     dis.set_defaults(func=cmd_discover)
+
+    rev = sub.add_parser("review", help="score label issues (out-of-fold) and fill the review queue")
+    rev.add_argument("--benchmark", action="store_true", help="flip a share of labels in memory and score the rankings")
+    rev.add_argument("--share", type=float, default=0.02, help="share of labels flipped by --benchmark")
+    rev.add_argument("--folds", type=int, default=4)
+    rev.add_argument("--out", default="benchmarks/results/review.json")
+    rev.add_argument("--if-missing", action="store_true", help="do nothing when a review queue exists")
+    rev.add_argument("--seed", type=int, default=0)
+    rev.add_argument("--device", default=None)
+    rev.set_defaults(func=cmd_review)
+
+    ret = sub.add_parser("retrain", help="train on the current taxonomy and labels, re-predict, activate (one at a time)")
+    ret.add_argument("--background", action="store_true", help="start it as a background job and return")
+    ret.add_argument(
+        "--benchmark", action="store_true", help="accept the discovered split of --node, retrain, score the new leaves"
+    )
+    ret.add_argument("--node", default="Footwear > Shoes", help="node whose proposals --benchmark accepts")
+    ret.add_argument("--out", default="benchmarks/results/retrain.json")
+    ret.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
+    ret.add_argument("--seed", type=int, default=0)
+    ret.add_argument("--device", default=None)
+    ret.set_defaults(func=cmd_retrain)
+
+    job = sub.add_parser("job", help="run a queued background job (used by the app)")
+    job.add_argument("action", choices=["run"])
+    job.add_argument("job_id", type=int)
+    job.set_defaults(func=cmd_job)
 
     dbp = sub.add_parser("db", help="database schema (Alembic migrations)")
     dbp.add_argument("action", choices=["upgrade", "current"])

@@ -21,6 +21,7 @@ class Catalogue:
     images: list[str | None] = field(default_factory=list)  # readable photo file, else None
     labels: list[tuple[str, ...] | None] = field(default_factory=list)  # effective label path
     label_sources: list[str | None] = field(default_factory=list)
+    descriptions: list[str] = field(default_factory=list)  # the start of each description ("" when none)
 
     def __len__(self) -> int:
         return len(self.product_ids)
@@ -47,6 +48,7 @@ class Catalogue:
             pick(self.images),
             pick(self.labels),
             pick(self.label_sources),
+            pick(self.descriptions) if self.descriptions else [],
         )
 
 
@@ -92,6 +94,7 @@ def load_catalogue(session, *, platform: str | None = None, max_description_char
         cat.platforms.append(r.name)
         cat.titles.append(r.title)
         cat.texts.append(product_text(r.title, r.description, max_description_chars=max_description_chars))
+        cat.descriptions.append(" ".join((r.description or "").split())[:max_description_chars])
         cat.images.append(image_location(r.root, r.image) if r.image_status == "ok" else None)
         cat.labels.append(tuple(r.path.split(PATH_SEP)) if r.path else None)
         cat.label_sources.append(r.source)

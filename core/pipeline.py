@@ -40,6 +40,152 @@ def _load(session_factory, *, labelled_only: bool):
     return cat.subset(np.flatnonzero(cat.labelled)) if labelled_only else cat
 
 
+def fixed_split(cat, *, seed: int = 0, test_size: float = 0.2, calib_size: float = 0.1):
+    """Held-out rows chosen by a hash of (platform, external id), not by label: a product stays in the
+    same part across retrains however its label changes, so versions are compared on the same products.
+
+    Returns:
+        `core.classify.Split` (fit, calib, test row indices).
+    """
+    from core.classify import Split
+
+    u = np.array(
+        [
+            int.from_bytes(hashlib.sha256(f"{seed}|{p}|{e}".encode()).digest()[:8], "big") / 2**64
+            for p, e in zip(cat.platforms, cat.external_ids)
+        ]
+    )
+    test = np.flatnonzero(u < test_size)
+    calib = np.flatnonzero((u >= test_size) & (u < test_size + calib_size))
+    return Split(np.flatnonzero(u >= test_size + calib_size), calib, test)
+
+
+def _cached(kind: str, key: str, fit: Callable[[], Any], load: Callable[[Path], Any], log) -> Any:
+    """A label-free fitted part (TF-IDF projection, title-photo aligner) from data/models/cache, or fit and store it."""
+    folder = data_dir() / "models" / "cache" / f"{kind}-{key}"
+    if (folder / "done").exists():
+        log(f"{kind}: reused (fitted on the same products before)")
+        return load(folder)
+    part = fit()
+    folder.mkdir(parents=True, exist_ok=True)
+    part.save(folder / kind)
+    (folder / "done").write_text("ok")
+    return part
+
+
+def _content_key(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+class _Steps:
+    """Progress of the training steps, and their timings for the log."""
+
+    def __init__(self, names: list[str], progress: Progress | None, log):
+        self.names, self.progress, self.log, self.done = names, progress, log, 0
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.started, 1)
+        self.started = now
+        self.done += 1
+        self.log(f"{name}: {self.timings[name]}s")
+        if self.progress:
+            self.progress("train", self.done, len(self.names))
+
+
+TRAIN_STEPS = ["features", "tfidf projection", "title-photo aligner", "svm scores", "stage-1 and stage-2 models", "evaluation"]
+
+
+def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress | None = None, log=print) -> dict[str, Any]:
+    """Fit every part of a model version on `cat` (labelled products) and save it under data/models.
+
+    The label-free parts (TF-IDF projection, title-photo aligner) are reused from data/models/cache when
+    the fit products are the same; the two stage models train in parallel threads.
+
+    Returns:
+        {"folder", "metrics", "params", "models": (aligner, projector, svm, stage1, stage2), "feats", "tree"}.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.classify import MODELS, add_joint, add_svm, add_tfidf, fit_model
+    from core.features import embed_catalogue
+    from core.hierarchy import TaxonomyTree
+    from core.joint import JointAligner
+    from core.tfidf import TfidfProjector
+
+    steps = _Steps(TRAIN_STEPS, progress, log)
+    feats = embed_catalogue(cat, device=device, progress=progress)
+    key = data_key(cat, feats.encoder_ids)
+    steps("features")
+    started = time.perf_counter()
+    split = fixed_split(cat, seed=seed)
+    tree = TaxonomyTree.from_paths(cat.labels)
+    fit_titles = [cat.titles[i] for i in split.fit]
+    projector = _cached(
+        "tfidf",
+        _content_key(fit_titles, seed),
+        lambda: add_tfidf(feats, cat.titles, split.fit, seed=seed),
+        lambda f: TfidfProjector.load(f / "tfidf"),
+        log,
+    )
+    feats.blocks["tfidf"], feats.masks["tfidf"] = projector.transform(cat.titles), np.ones(len(cat), bool)
+    steps("tfidf projection")
+    with_photo = split.fit[feats.masks["image"][split.fit]]
+    aligner = _cached(
+        "joint",
+        _content_key(
+            feats.encoder_ids, feats.blocks["title"][with_photo].tobytes(), feats.blocks["image"][with_photo].tobytes(), seed
+        ),
+        lambda: add_joint(feats, split.fit, seed=seed),
+        lambda f: JointAligner.load(f / "joint", device=device),
+        log,
+    )
+    feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
+    feats.masks["joint"] = np.ones(len(cat), bool)
+    steps("title-photo aligner")
+    svm = add_svm(feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
+    steps("svm scores")
+    specs = {spec.name: spec for spec in MODELS}
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [
+            pool.submit(fit_model, specs[name], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
+            for name in ("text-only", STAGE2)
+        ]
+        stage1, stage2 = (job.result() for job in jobs)
+    steps("stage-1 and stage-2 models")
+    metrics, threshold = _metrics(stage1, stage2, feats, cat.labels, split, tree)
+    steps("evaluation")
+    folder = data_dir() / "models" / f"{time.strftime('%Y%m%d-%H%M%S')}-{key[:8]}"
+    _save(folder, aligner=aligner, projector=projector, svm=svm, stage1=stage1, stage2=stage2)
+    params = {
+        "data_key": key,
+        "seed": seed,
+        "split": "hash of (platform, external id): 70% fit / 10% calibration / 20% held out",
+        "node_ids": _node_ids(factory, tree),
+        "threshold": threshold,
+        "stage1": "text-only",
+        "stage2": STAGE2,
+        "encoders": feats.encoder_ids,
+        "n_fit": len(split.fit),
+        "n_test": len(split.test),
+        "train_s": round(time.perf_counter() - started, 1),
+        "step_s": steps.timings,
+    }
+    return {
+        "folder": folder,
+        "metrics": metrics,
+        "params": params,
+        "models": (aligner, projector, svm, stage1, stage2),
+        "feats": feats,
+        "tree": tree,
+    }
+
+
 def train(
     db_url: str,
     *,
@@ -55,9 +201,7 @@ def train(
     Args:
         activate: make it the active model (default: when no model is active yet).
     """
-    from core.classify import MODELS, add_joint, add_svm, add_tfidf, fit_model, make_split
     from core.features import embed_catalogue
-    from core.hierarchy import TaxonomyTree
     from db import predictions as preds
     from db.repo import taxonomy_version
     from db.session import get_sessionmaker, transaction
@@ -66,54 +210,103 @@ def train(
     cat = _load(factory, labelled_only=True)
     if len(cat) < 10:
         raise ValueError(f"only {len(cat)} labelled products: ingest a catalogue first")
-    feats = embed_catalogue(cat, device=device, progress=progress)
-    key = data_key(cat, feats.encoder_ids)
     with factory() as s:
         active = preds.active_model_version(s)
-    if active is not None and active.params.get("data_key") == key and not force:
-        log(f"model version #{active.id} was trained on these labels and features: nothing to do")
-        return None
-    started = time.perf_counter()
-    split = make_split(cat.labels, seed=seed)
-    tree = TaxonomyTree.from_paths(cat.labels)
-    aligner = add_joint(feats, split.fit, seed=seed)
-    projector = add_tfidf(feats, cat.titles, split.fit, seed=seed)
-    svm = add_svm(feats, cat.titles, cat.labels, split.fit, seed=seed)
-    specs = {spec.name: spec for spec in MODELS}
-    stage1 = fit_model(specs["text-only"], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
-    stage2 = fit_model(specs[STAGE2], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
-    metrics, threshold = _metrics(stage1, stage2, feats, cat.labels, split, tree)
-    folder = data_dir() / "models" / f"{time.strftime('%Y%m%d-%H%M%S')}-{key[:8]}"
-    _save(folder, aligner=aligner, projector=projector, svm=svm, stage1=stage1, stage2=stage2)
-    params = {
-        "data_key": key,
-        "seed": seed,
-        "node_ids": _node_ids(factory, tree),
-        "threshold": threshold,
-        "stage1": "text-only",
-        "stage2": STAGE2,
-        "encoders": feats.encoder_ids,
-        "n_fit": len(split.fit),
-        "n_test": len(split.test),
-        "train_s": round(time.perf_counter() - started, 1),
-    }
+    if active is not None and not force:
+        key = data_key(cat, embed_catalogue(cat, device=device, progress=progress).encoder_ids)
+        if active.params.get("data_key") == key:
+            log(f"model version #{active.id} was trained on these labels and features: nothing to do")
+            return None
+    fitted = fit_version(factory, cat, seed=seed, device=device, progress=progress, log=log)
+    metrics, params = fitted["metrics"], fitted["params"]
     with transaction(factory) as s:
         version = preds.register_model_version(
             s,
             name=f"cascade text-only -> {STAGE2}",
             metrics=metrics,
             params=params,
-            artifact=str(folder),
+            artifact=str(fitted["folder"]),
             taxonomy_version_id=taxonomy_version(s) or None,
         )
         if activate or (activate is None and active is None):
             preds.activate_model_version(s, version_id=version.id, actor="train")
         version_id = version.id
     log(
-        f"model version #{version_id}: hF1 {metrics['hf1']:.4f} on {len(split.test)} held-out products, "
-        f"threshold {threshold:.3f}, trained in {params['train_s']}s"
+        f"model version #{version_id}: hF1 {metrics['hf1']:.4f} on {params['n_test']} held-out products, "
+        f"threshold {params['threshold']:.3f}, trained in {params['train_s']}s"
     )
     return version_id
+
+
+def retrain(
+    db_url: str,
+    *,
+    seed: int = 0,
+    actor: str = "retrain",
+    device=None,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Train on the database's current taxonomy and labels, predict every product, then in ONE transaction
+    register the version, store its predictions and make it active. Until that commit the previous version
+    stays active with its predictions, so a failed or killed retrain changes nothing.
+
+    Returns:
+        the new version's id.
+    """
+    from core.classify import FUSION_MODALITIES, inputs
+    from db import predictions as preds
+    from db.repo import taxonomy_version
+    from db.session import get_sessionmaker, transaction
+
+    started = time.perf_counter()
+    factory = get_sessionmaker(db_url)
+    everyone = _load(factory, labelled_only=False)
+    labelled = np.flatnonzero(everyone.labelled)
+    if len(labelled) < 10:
+        raise ValueError(f"only {len(labelled)} labelled products: ingest a catalogue first")
+    fitted = fit_version(factory, everyone.subset(labelled), seed=seed, device=device, progress=progress, log=log)
+    aligner, projector, svm, stage1, stage2 = fitted["models"]
+    from core.cascade import TwoStageCascade
+
+    cascade = TwoStageCascade(stage1, stage2, threshold=fitted["params"]["threshold"])
+    reuse = fitted["feats"] if len(labelled) == len(everyone) else None
+    feats = _features_for(everyone, reuse, aligner, projector, svm, device=device, progress=progress)
+    X, masks = inputs(feats, FUSION_MODALITIES, np.arange(len(everyone)))
+    result = cascade.predict(X, masks=masks)
+    rows = prediction_rows(factory, fitted["params"]["node_ids"], stage1.tree_, everyone.product_ids, result)
+    params = {**fitted["params"], "predicted_key": data_key(everyone, fitted["params"]["encoders"])}
+    with transaction(factory) as s:
+        version = preds.register_model_version(
+            s,
+            name=f"cascade text-only -> {STAGE2}",
+            metrics=fitted["metrics"],
+            params=params,
+            artifact=str(fitted["folder"]),
+            taxonomy_version_id=taxonomy_version(s) or None,
+        )
+        preds.replace_predictions(s, model_version_id=version.id, rows=rows)
+        preds.activate_model_version(s, version_id=version.id, actor=actor)
+        version_id = version.id
+    log(
+        f"model version #{version_id} active: hF1 {fitted['metrics']['hf1']:.4f} on {params['n_test']} held-out products; "
+        f"{len(everyone)} products predicted; retrain took {time.perf_counter() - started:.0f}s"
+    )
+    return version_id
+
+
+def _features_for(cat, feats, aligner, projector, svm, *, device=None, progress=None):
+    """Every modality block of `cat` for prediction (`feats`: its embeddings when already loaded, else None)."""
+    from core.features import embed_catalogue
+
+    if feats is None:
+        feats = embed_catalogue(cat, device=device, progress=progress)
+        feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
+        feats.blocks["tfidf"] = projector.transform(cat.titles)
+    feats.blocks["svm"] = svm.transform(cat.titles, cat.descriptions)  # the full model's scores (not the out-of-fold ones)
+    for m in ("joint", "tfidf", "svm"):
+        feats.masks[m] = np.ones(len(cat), bool)
+    return feats
 
 
 def _metrics(stage1, stage2, feats, labels, split, tree) -> tuple[dict[str, Any], float]:
@@ -193,7 +386,6 @@ def predict(
     db_url: str, *, force: bool = False, device=None, progress: Progress | None = None, log: Callable[[str], None] = print
 ) -> int:
     """Predict every product with the active model version and store the predictions; returns how many."""
-    from core.features import embed_catalogue
     from db import predictions as preds
     from db.session import get_sessionmaker, transaction
 
@@ -208,12 +400,10 @@ def predict(
     if done == len(cat) and params.get("predicted_key") == data_key(cat, params["encoders"]) and not force:
         log(f"model version #{version_id} already predicted all {done} products: nothing to do")
         return 0
-    feats = embed_catalogue(cat, device=device, progress=progress)
-    aligner, projector, svm, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
-    feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
-    feats.blocks["tfidf"], feats.blocks["svm"] = projector.transform(cat.titles), svm.transform(cat.titles)
-    feats.masks["joint"] = feats.masks["tfidf"] = feats.masks["svm"] = np.ones(len(cat), bool)
     from core.classify import FUSION_MODALITIES, inputs
+
+    aligner, projector, svm, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
+    feats = _features_for(cat, None, aligner, projector, svm, device=device, progress=progress)
 
     X, masks = inputs(feats, FUSION_MODALITIES, np.arange(len(cat)))
     result = cascade.predict(X, masks=masks)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import AuditEvent, Label, Prediction, Product, Proposal, TaxonomyNode
+from db.models import AuditEvent, Label, Prediction, Product, Proposal, ReviewItem, TaxonomyNode
 from db.repo import (
     CurationError,
     active_node,
@@ -196,6 +196,10 @@ def _undo_add(session: Session, event: AuditEvent) -> None:
         ("product labels", select(Label.id).where(Label.node_id == node.id)),
         ("predictions", select(Prediction.id).where(Prediction.node_id == node.id)),
         ("proposals", select(Proposal.id).where((Proposal.parent_node_id == node.id) | (Proposal.created_node_id == node.id))),
+        (
+            "review items",
+            select(ReviewItem.id).where((ReviewItem.label_node_id == node.id) | (ReviewItem.suggested_node_id == node.id)),
+        ),
     ]
     for what, stmt in in_use:
         if session.scalars(stmt.limit(1)).first() is not None:
@@ -269,8 +273,10 @@ STRUCTURAL = {"add_node", "rename_node", "move_node", "merge_node", "retire_node
 
 def _register_proposal_actions() -> None:
     from db.proposals import UNDO as PROPOSAL_UNDO
+    from db.review import UNDO as REVIEW_UNDO
 
     UNDO.update(PROPOSAL_UNDO)
+    UNDO.update(REVIEW_UNDO)
 
 
 _register_proposal_actions()

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -167,6 +168,36 @@ class AuditEvent(Base):
     after: Mapped[dict[str, Any]] = mapped_column(default=dict)
     undo_of_id: Mapped[int | None] = mapped_column(ForeignKey("audit_events.id"))
     undone_by_id: Mapped[int | None] = mapped_column(ForeignKey("audit_events.id"))
+
+
+REVIEW_STATUSES = ("open", "accepted", "kept", "relabelled")
+
+
+class ReviewItem(Base):
+    """A product whose label looks wrong to the out-of-fold model, in the ranked review queue.
+
+    `score` ranks the queue (higher: more likely mislabelled); `levels` holds per taxonomy level the
+    self-confidence, normalised margin and confident-learning flag the score was made from.
+    """
+
+    __tablename__ = "review_items"
+    __table_args__ = (Index("ix_review_status_score", "status", "score"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    run_key: Mapped[str] = mapped_column(String(100))
+    score: Mapped[float] = mapped_column(Float)
+    self_confidence: Mapped[float] = mapped_column(Float)  # P(label path), out of fold
+    margin: Mapped[float] = mapped_column(Float)  # P(label path) - P(best other path)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # confident-learning off-diagonal
+    label_node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id"))  # label when scored
+    suggested_node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id"))
+    suggested_confidence: Mapped[float] = mapped_column(Float)
+    levels: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):

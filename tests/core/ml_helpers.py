@@ -20,8 +20,16 @@ PATHS = [
 ]
 
 
-def labelled_data(n: int = 600, *, seed: int = 0, noise: float = 0.6, image_share: float = 0.7,
-                  text_dim: int = 24, image_dim: int = 40, text_informative: bool = True):
+def labelled_data(
+    n: int = 600,
+    *,
+    seed: int = 0,
+    noise: float = 0.6,
+    image_share: float = 0.7,
+    text_dim: int = 24,
+    image_dim: int = 40,
+    text_informative: bool = True,
+):
     """Synthetic products: a text and an image vector per product, labels from `PATHS`.
 
     With `text_informative=False` the text only tells the top level; the image tells the full path.
@@ -60,8 +68,13 @@ def write_images(folder: Path, n: int, *, size=(40, 30), seed: int = 0) -> list[
     return paths
 
 
-CORPUS = ["Turtle Check Men Navy Blue Shirt", "Nike Women Running Shoes", "Puma red cap for men",
-          "Fabindia Women Kurta", "Titan watch with leather strap"] * 4
+CORPUS = [
+    "Turtle Check Men Navy Blue Shirt",
+    "Nike Women Running Shoes",
+    "Puma red cap for men",
+    "Fabindia Women Kurta",
+    "Titan watch with leather strap",
+] * 4
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
@@ -73,11 +86,17 @@ def tiny_roberta(folder: Path, *, seed: int = 0) -> Path:
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1, special_tokens=SPECIALS)
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" "))
-              for m in json.loads(bpe.to_str())["model"]["merges"]]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in json.loads(bpe.to_str())["model"]["merges"]]
     tokenizer = RobertaTokenizer(vocab=bpe.get_vocab(), merges=merges)
-    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=72, pad_token_id=tokenizer.pad_token_id)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=72,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     RobertaModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -93,8 +112,15 @@ def tiny_xlm_roberta(folder: Path, *, seed: int = 0) -> Path:
     vocab = [(s, 0.0) for s in SPECIALS[:4]] + [(f"\u2581{w}", -1.0) for w in pieces]
     vocab += [(c, -5.0) for c in sorted(set("".join(CORPUS)) - {" "})] + [("<mask>", 0.0)]
     tokenizer = XLMRobertaTokenizer(vocab=vocab)
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                              intermediate_size=64, max_position_embeddings=72, pad_token_id=tokenizer.pad_token_id)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=72,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     XLMRobertaModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -106,8 +132,9 @@ def tiny_vit(folder: Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=64)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
     torch.manual_seed(seed)
     ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)

@@ -102,8 +102,11 @@ def test_cache_rejects_wrong_shapes(tmp_path):
 def test_concurrent_writers_and_readers_then_compact(tmp_path):
     dim, n_writers, per_writer = 4, 4, 25
     errors: list[BaseException] = []
-    expected = {f"{w:02d}{i:02d}".ljust(40, "0"): np.full(dim, w * 100 + i, np.float32)
-                for w in range(n_writers) for i in range(per_writer)}
+    expected = {
+        f"{w:02d}{i:02d}".ljust(40, "0"): np.full(dim, w * 100 + i, np.float32)
+        for w in range(n_writers)
+        for i in range(per_writer)
+    }
 
     def writer(w):
         cache = EmbeddingCache(tmp_path, "text:conc", dim)

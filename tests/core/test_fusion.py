@@ -98,8 +98,9 @@ def test_train_fusion_restores_the_best_epoch():
     child = [None] + [torch.as_tensor(tree.child_mask(lv)) for lv in range(1, tree.depth)]
     torch.manual_seed(0)
     model = build_fusion("early", input_dims=[24, 40], level_sizes=tree.sizes, hidden=16)
-    history = train_fusion(model, xs, mask, targets, child, epochs=40, lr=3e-2, batch_size=32,
-                           val_fraction=0.2, patience=2, seed=0)
+    history = train_fusion(
+        model, xs, mask, targets, child, epochs=40, lr=3e-2, batch_size=32, val_fraction=0.2, patience=2, seed=0
+    )
     assert len(history) < 40  # stopped early
     from core.fusion import _evaluate, _split
 

@@ -143,8 +143,7 @@ def test_every_prediction_is_a_valid_path(case):
     # with a beam as wide as the number of leaves the search is exact
     leaves = tree.leaf_paths()
     exact = decode(cond, tree, beam_width=len(leaves))
-    scores = sum(np.where(leaves[:, lv] >= 0, cond[lv][:, np.maximum(leaves[:, lv], 0)], 0.0)
-                 for lv in range(tree.depth))
+    scores = sum(np.where(leaves[:, lv] >= 0, cond[lv][:, np.maximum(leaves[:, lv], 0)], 0.0) for lv in range(tree.depth))
     np.testing.assert_allclose(np.log(exact.path_conf.astype(np.float64)), scores.max(1), rtol=1e-4, atol=1e-4)
 
 
@@ -191,8 +190,7 @@ def test_classifier_learns_and_predicts_valid_paths(fusion):
     assert accuracy > 0.9
     text_only = ~test_masks["image"]
     assert text_only.sum() > 20
-    assert np.mean([p == t for p, t, m in zip(clf.predict_paths(test_X, masks=test_masks), y[500:], text_only)
-                    if m]) > 0.85
+    assert np.mean([p == t for p, t, m in zip(clf.predict_paths(test_X, masks=test_masks), y[500:], text_only) if m]) > 0.85
 
 
 def test_classifier_probabilities_and_beam():
@@ -212,8 +210,9 @@ def test_classifier_probabilities_and_beam():
 
 def test_save_load_roundtrip(tmp_path):
     X, y, masks = labelled_data(200, seed=3)
-    clf = HierarchicalClassifier(fusion="attention", hidden=16, epochs=3, batch_size=64, seed=0,
-                                 fusion_options={"num_heads": 2}).fit(X, y, masks=masks)
+    clf = HierarchicalClassifier(
+        fusion="attention", hidden=16, epochs=3, batch_size=64, seed=0, fusion_options={"num_heads": 2}
+    ).fit(X, y, masks=masks)
     clf.save(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["meta.json", "weights.pt"]
     again = HierarchicalClassifier.load(tmp_path / "model", device="cpu")

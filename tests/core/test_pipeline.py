@@ -12,47 +12,11 @@ from sqlalchemy import select
 
 from core import classify, pipeline
 from core.dataset import load_catalogue
-from core.features import Features
-from core.ingest import ColumnMap, ingest
 from db import curation, repo
 from db import predictions as preds
 from db.models import Prediction, TaxonomyNode
 from db.session import transaction
-
-LEAVES = ["Apparel > Topwear > Shirts", "Apparel > Topwear > Tshirts", "Footwear > Shoes > Heels", "Footwear > Shoes > Flats"]
-
-
-def fake_embed(cat, **_):
-    """Text: leaf centroid + noise (every product); image: the same, for even product ids only."""
-    rng = np.random.default_rng(0)
-    centroids = {leaf: rng.normal(size=24) for leaf in LEAVES}
-    n = len(cat)
-    text = np.stack([centroids[t.split(" | ")[1]] + rng.normal(scale=0.6, size=24) for t in cat.texts]).astype(np.float32)
-    image = text + rng.normal(scale=0.3, size=text.shape).astype(np.float32)
-    has = cat.product_ids % 2 == 0
-    image[~has] = 0
-    title = text + rng.normal(scale=0.3, size=text.shape).astype(np.float32)
-    blocks = {"title": title, "text": text, "image": image}
-    masks = {"title": np.ones(n, bool), "text": np.ones(n, bool), "image": has}
-    return Features(cat.product_ids, blocks, masks, {m: f"fake-{m}" for m in blocks}, {})
-
-
-@pytest.fixture
-def small_db(db_url, tmp_path, monkeypatch):
-    monkeypatch.setattr("core.features.embed_catalogue", fake_embed)
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    lines = ["sku,name,category"]
-    for i in range(240):
-        leaf = LEAVES[i % 4]
-        lines.append(f"{i},item {i} | {leaf},{leaf}")
-    (tmp_path / "cat.csv").write_text("\n".join(lines) + "\n")
-    mapping = ColumnMap.parse(["id=sku", "title=name", "path=category", "image=none", "description=none", "brand=none"])
-    ingest(tmp_path / "cat.csv", platform="shop", db_url=db_url, mapping=mapping)
-    return db_url
-
-
-def quiet(*_):
-    pass
+from tests.core.conftest import LEAVES, fake_embed, quiet
 
 
 def test_train_registers_an_active_version_and_is_idempotent(small_db, factory):

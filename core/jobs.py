@@ -1,0 +1,135 @@
+"""Running background jobs: `launch` starts `python -m core job run ID` as a detached process (not tied to
+the browser session that asked for it); `run_job` executes it, writing progress and log lines to the
+jobs table, and records success or the error.
+
+Kinds: "retrain" (`core.pipeline.retrain`) and "review" (`core.review.run_review`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.config import REPO_ROOT, data_dir
+
+KINDS = ("retrain", "review")
+
+
+def start(db_url: str, *, kind: str, actor: str, params: dict[str, Any] | None = None, spawn: bool = True) -> int:
+    """Queue a job (refused while one of the same kind is active) and launch its process; returns the job id."""
+    from db import jobs
+    from db.session import get_sessionmaker, transaction
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; use one of {KINDS}")
+    with transaction(get_sessionmaker(db_url)) as s:
+        job_id = jobs.start_job(s, kind=kind, params=params, actor=actor).id
+    if spawn:
+        launch(db_url, job_id)
+    return job_id
+
+
+def launch(db_url: str, job_id: int) -> subprocess.Popen:
+    """Start the job's process in its own session (it outlives the app's script run and the browser tab)."""
+    logs = data_dir() / "jobs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = open(logs / f"job-{job_id}.log", "ab")  # noqa: SIM115 - handed to the child process
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", "--db", db_url, "job", "run", str(job_id)],
+        cwd=REPO_ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+
+
+class _Reporter:
+    """progress(stage, done, total) and log(line) callbacks that write to the job's row (throttled)."""
+
+    def __init__(self, factory, job_id: int, stages: dict[str, tuple[float, float]]):
+        self.factory, self.job_id, self.stages = factory, job_id, stages
+        self.last = 0.0
+
+    def _write(self, **fields) -> None:
+        from db import jobs
+        from db.session import transaction
+
+        with transaction(self.factory) as s:
+            jobs.report(s, job_id=self.job_id, **fields)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0 and done < total:
+            return
+        self.last = now
+        lo, hi = self.stages.get(stage, self.stages.get(stage.split()[0], (None, None)))
+        fraction = None if lo is None else lo + (hi - lo) * done / max(total, 1)
+        self._write(progress=fraction, message=f"{stage}: {done}/{total}")
+
+    def log(self, line: str) -> None:
+        print(line, flush=True)
+        self._write(log=line)
+
+
+# share of the job's progress bar each stage covers
+STAGES = {
+    "retrain": {"embed": (0.0, 0.1), "train": (0.1, 0.9), "predict": (0.9, 1.0)},
+    "review": {"embed": (0.0, 0.15), "out-of-fold": (0.15, 1.0)},
+}
+
+
+def run_job(db_url: str, job_id: int, *, runners: dict[str, Callable[..., Any]] | None = None) -> bool:
+    """Execute a queued job in this process; returns True when it finished without error."""
+    from db import jobs
+    from db.models import Job
+    from db.session import get_sessionmaker, transaction
+
+    factory = get_sessionmaker(db_url)
+    with transaction(factory) as s:
+        job = jobs.claim(s, job_id=job_id, pid=os.getpid())
+        kind, params = job.kind, dict(job.params)
+    reporter = _Reporter(factory, job_id, STAGES.get(kind, {}))
+    runner = (runners or RUNNERS)[kind]
+    try:
+        result = runner(db_url, params, progress=reporter.progress, log=reporter.log)
+    except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised for KeyboardInterrupt/SystemExit
+        tail = "".join(traceback.format_exception(exc)[-3:])
+        with transaction(factory) as s:
+            jobs.report(s, job_id=job_id, log=f"failed: {exc}")
+            jobs.finish(s, job_id=job_id, error=f"{type(exc).__name__}: {exc}\n{tail}")
+        if not isinstance(exc, Exception):
+            raise
+        return False
+    with transaction(factory) as s:
+        jobs.finish(s, job_id=job_id, result=result)
+        assert s.get(Job, job_id).status == "done"
+    return True
+
+
+def _retrain(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
+    from core.pipeline import retrain
+
+    version_id = retrain(db_url, actor=params.get("actor") or "retrain", progress=progress, log=log)
+    return {"model_version_id": version_id}
+
+
+def _review(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
+    from core.review import run_review
+
+    return {"queued": run_review(db_url, progress=progress, log=log)}
+
+
+RUNNERS: dict[str, Callable[..., Any]] = {"retrain": _retrain, "review": _review}
+
+
+def job_log_file(job_id: int) -> Path:
+    return data_dir() / "jobs" / f"job-{job_id}.log"

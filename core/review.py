@@ -1,0 +1,353 @@
+"""Label-issue scores: which products' labels look wrong, ranked, with a suggested path for each.
+
+Out-of-fold probabilities (k-fold cross-validation: a product is only ever scored by a model that did
+not see its label) of a hierarchical early-fusion classifier over title, TF-IDF and photo features give,
+per product and per taxonomy level, the marginal P(node). From them:
+
+- self-confidence: P(the labelled node), per level and for the whole path (the deepest labelled level);
+- normalised margin: P(label) - max P(other) (in [-1, 1]; negative when the model prefers another node);
+  at path level "other" is the best leaf path that does not run through the label;
+- confident-learning flag (Northcutt et al., 2021, the confident joint): per level, class j's threshold
+  t_j is the mean P(j) over the products labelled j; a product is counted for the class of highest
+  probability among those with P(j) >= t_j, and flagged when that class is not its label.
+
+The queue is ranked by `score` = 1 - path self-confidence (the ranking that measured best in
+`python -m core review --benchmark`, against normalised margin and the raw-confidence baseline); the
+suggested path is the most probable leaf path outside the label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Progress = Callable[[str, int, int], None]
+MODALITIES = ("title", "tfidf", "image")
+RANKINGS = ("self_confidence", "margin", "flag_then_self_confidence", "raw_confidence (baseline)")
+
+
+@dataclass
+class IssueScores:
+    """Aligned with the scored rows. Paths are tuples of names."""
+
+    self_confidence: np.ndarray  # (N,) P(label path)
+    margin: np.ndarray  # (N,) normalised margin at path level
+    flagged: np.ndarray  # (N,) bool, confident-learning flag at any level
+    level_self_confidence: np.ndarray  # (N, depth), nan past the label's depth
+    level_margin: np.ndarray  # (N, depth)
+    level_flag: np.ndarray  # (N, depth) bool
+    suggested: list[tuple[str, ...]]
+    suggested_confidence: np.ndarray  # (N,)
+    max_confidence: np.ndarray  # (N,) P(most probable leaf path): the raw-confidence baseline
+
+    @property
+    def score(self) -> np.ndarray:
+        """(N,) higher = more likely mislabelled."""
+        return 1.0 - self.self_confidence
+
+    def ranking(self, name: str = "self_confidence") -> np.ndarray:
+        """Row order, most suspicious first, under one of `RANKINGS`."""
+        if name == "self_confidence":
+            key = (self.self_confidence,)
+        elif name == "margin":
+            key = (self.margin,)
+        elif name == "flag_then_self_confidence":
+            key = (self.self_confidence, ~self.flagged)
+        elif name == "raw_confidence (baseline)":
+            key = (self.max_confidence,)
+        else:
+            raise ValueError(f"unknown ranking {name!r}; use one of {RANKINGS}")
+        return np.lexsort(key)
+
+    def level_records(self, row: int) -> list[dict[str, Any]]:
+        out = []
+        for level in range(self.level_self_confidence.shape[1]):
+            sc = self.level_self_confidence[row, level]
+            if np.isnan(sc):
+                break
+            out.append(
+                {
+                    "level": level + 1,
+                    "self_confidence": round(float(sc), 4),
+                    "margin": round(float(self.level_margin[row, level]), 4),
+                    "flag": bool(self.level_flag[row, level]),
+                }
+            )
+        return out
+
+
+def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
+    """(n,) fold number of each row, a seeded balanced assignment."""
+    order = np.random.default_rng(seed).permutation(n)
+    out = np.empty(n, np.int64)
+    out[order] = np.arange(n) % folds
+    return out
+
+
+def out_of_fold_marginals(
+    X: dict[str, np.ndarray],
+    masks: dict[str, np.ndarray],
+    labels: list[tuple[str, ...]],
+    *,
+    folds: int = 4,
+    seed: int = 0,
+    progress: Progress | None = None,
+    **options,
+):
+    """Per level `(N, n_L)` marginal probabilities, each row predicted by the model of the fold that held it out.
+
+    Returns:
+        (tree, marginals).
+    """
+    from core.classify import TRAIN_OPTIONS
+    from core.hierarchy import HierarchicalClassifier, TaxonomyTree
+
+    if folds < 2:
+        raise ValueError("out-of-fold scores need at least 2 folds")
+    tree = TaxonomyTree.from_paths(labels)
+    fold = fold_ids(len(labels), folds, seed)
+    marginals = [np.zeros((len(labels), size), np.float32) for size in tree.sizes]
+    modalities = list(X)
+    for k in range(folds):
+        train, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        clf = HierarchicalClassifier(
+            fusion="early", modalities=modalities, tree=tree, seed=seed + k, **{**TRAIN_OPTIONS, **options}
+        )
+        clf.fit({m: X[m][train] for m in modalities}, [labels[i] for i in train], masks={m: masks[m][train] for m in modalities})
+        probs = clf.predict_proba({m: X[m][held] for m in modalities}, masks={m: masks[m][held] for m in modalities})
+        for level, p in enumerate(probs):
+            marginals[level][held] = p
+        if progress:
+            progress("out-of-fold models", k + 1, folds)
+    return tree, marginals
+
+
+def issue_scores(tree, marginals: list[np.ndarray], labels: list[tuple[str, ...]]) -> IssueScores:
+    """Self-confidence, normalised margin and confident-learning flags of `labels` under `marginals`."""
+    n, depth = len(labels), tree.depth
+    given = tree.encode(labels)  # (N, depth), -1 past the label's end
+    level_sc = np.full((n, depth), np.nan)
+    level_margin = np.full((n, depth), np.nan)
+    level_flag = np.zeros((n, depth), bool)
+    rows = np.arange(n)
+    for level in range(depth):
+        P = marginals[level].astype(np.float64)
+        has = given[:, level] >= 0
+        g = np.where(has, given[:, level], 0)
+        p_given = P[rows, g]
+        others = P.copy()
+        others[rows, g] = -np.inf
+        level_sc[has, level] = p_given[has]
+        level_margin[has, level] = (p_given - others.max(1))[has]
+        # confident joint: per-class thresholds from the products labelled with the class
+        sums = np.bincount(g[has], weights=p_given[has], minlength=P.shape[1])
+        support = np.bincount(g[has], minlength=P.shape[1])
+        thresholds = np.where(support > 0, sums / np.maximum(support, 1), np.inf)
+        above = np.where(P >= thresholds[None, :], P, -np.inf)
+        assigned = above.argmax(1)
+        confident = np.isfinite(above.max(1))
+        level_flag[:, level] = has & confident & (assigned != g)
+    # path level: leaves of the tree and their probabilities (marginal at each leaf's own depth)
+    leaves = tree.leaf_paths()
+    leaf_depth = (leaves >= 0).sum(1) - 1
+    leaf_p = np.stack([marginals[d][:, leaves[j, d]] for j, d in enumerate(leaf_depth)], axis=1).astype(np.float64)
+    label_depth = (given >= 0).sum(1) - 1
+    self_conf = level_sc[rows, label_depth]
+    # a leaf runs through the label when it has the label's node at the label's depth
+    through = leaves[None, :, :] == given[:, None, :]  # (N, P, depth)
+    through = np.take_along_axis(through, label_depth[:, None, None].repeat(len(leaves), 1), axis=2)[:, :, 0]
+    other_p = np.where(through, -np.inf, leaf_p)
+    best_other = other_p.argmax(1)
+    best_other_p = other_p[rows, best_other]
+    best_other_p = np.where(np.isfinite(best_other_p), best_other_p, 0.0)
+    suggested = tree.decode(leaves[best_other])
+    return IssueScores(
+        self_confidence=self_conf,
+        margin=self_conf - best_other_p,
+        flagged=level_flag.any(1),
+        level_self_confidence=level_sc,
+        level_margin=level_margin,
+        level_flag=level_flag,
+        suggested=suggested,
+        suggested_confidence=best_other_p,
+        max_confidence=leaf_p.max(1),
+    )
+
+
+def review_features(cat, *, seed: int = 0, device=None, progress: Progress | None = None):
+    """(X, masks) of the review model: cached MiniLM titles and photos, TF-IDF projection of the titles.
+
+    The TF-IDF projection is unsupervised (it never reads a label), so it is fitted on every title.
+    """
+    from core.features import embed_catalogue
+    from core.tfidf import TfidfProjector
+
+    feats = embed_catalogue(cat, device=device, progress=progress)
+    feats.blocks["tfidf"] = TfidfProjector(dim=256, seed=seed).fit(cat.titles).transform(cat.titles)
+    feats.masks["tfidf"] = np.ones(len(cat), bool)
+    return {m: feats.blocks[m] for m in MODALITIES}, {m: feats.masks[m] for m in MODALITIES}, feats.encoder_ids
+
+
+def score_catalogue(cat, *, folds: int = 4, seed: int = 0, device=None, progress: Progress | None = None, features=None):
+    """Issue scores of every labelled product of `cat` (rows where a label exists).
+
+    Returns:
+        (rows, IssueScores): the scored row indices of `cat` and their scores.
+    """
+    rows = np.flatnonzero(cat.labelled)
+    X, masks, _ = features if features is not None else review_features(cat, seed=seed, device=device, progress=progress)
+    labels = [cat.labels[i] for i in rows]
+    tree, marginals = out_of_fold_marginals(
+        {m: x[rows] for m, x in X.items()},
+        {m: k[rows] for m, k in masks.items()},
+        labels,
+        folds=folds,
+        seed=seed,
+        progress=progress,
+    )
+    return rows, issue_scores(tree, marginals, labels)
+
+
+def queue_rows(cat, rows: np.ndarray, scores: IssueScores, node_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """Database rows of the review queue: products flagged, or whose label the model likes less than another path."""
+    keep = np.flatnonzero(scores.flagged | (scores.margin < 0))
+    out = []
+    for j in keep:
+        i = rows[j]
+        out.append(
+            {
+                "product_id": int(cat.product_ids[i]),
+                "score": round(float(scores.score[j]), 6),
+                "self_confidence": round(float(scores.self_confidence[j]), 6),
+                "margin": round(float(scores.margin[j]), 6),
+                "flagged": bool(scores.flagged[j]),
+                "label_node_id": node_ids[" > ".join(cat.labels[i])],
+                "suggested_node_id": node_ids[" > ".join(scores.suggested[j])],
+                "suggested_confidence": round(float(scores.suggested_confidence[j]), 6),
+                "levels": scores.level_records(j),
+            }
+        )
+    return out
+
+
+def run_review(
+    db_url: str,
+    *,
+    folds: int = 4,
+    seed: int = 0,
+    device=None,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Score every labelled product of the database and replace the open review queue; returns its length."""
+    from sqlalchemy import select
+
+    from core.dataset import load_catalogue
+    from db import review
+    from db.models import TaxonomyNode
+    from db.session import get_sessionmaker, transaction
+
+    factory = get_sessionmaker(db_url)
+    with factory() as s:
+        cat = load_catalogue(s)
+        node_ids = dict(s.execute(select(TaxonomyNode.path, TaxonomyNode.id)).all())
+    started = time.perf_counter()
+    rows, scores = score_catalogue(cat, folds=folds, seed=seed, device=device, progress=progress)
+    items = queue_rows(cat, rows, scores, node_ids)
+    key = hashlib.sha256(cat.product_ids.tobytes() + repr(cat.labels).encode()).hexdigest()[:16]
+    with transaction(factory) as s:
+        stored = review.replace_open_items(s, run_key=key, rows=items)
+    log(
+        f"scored {len(rows)} labelled products in {time.perf_counter() - started:.0f}s: {len(items)} to review "
+        f"({int(scores.flagged.sum())} flagged by confident learning), {stored} stored as open"
+    )
+    return stored
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+def flip_labels(labels: list[tuple[str, ...]], *, share: float = 0.02, seed: int = 0) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """Move a seeded `share` of the products to a plausible wrong path: a sibling (same parent) or a
+    cousin (same grandparent) leaf, among the paths in use.
+
+    Returns:
+        (noisy labels, indices of the flipped rows).
+    """
+    rng = np.random.default_rng(seed)
+    paths = sorted({tuple(p) for p in labels})
+    candidates: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for p in paths:
+        near = [q for q in paths if q != p and len(q) == len(p) and len(p) >= 2 and q[: len(p) - 1] == p[:-1]]
+        near += [
+            q
+            for q in paths
+            if q != p and len(q) == len(p) and len(p) >= 3 and q[: len(p) - 2] == p[:-2] and q[: len(p) - 1] != p[:-1]
+        ]
+        candidates[p] = near
+    eligible = np.flatnonzero([bool(candidates[tuple(p)]) for p in labels])
+    flipped = np.sort(rng.choice(eligible, size=int(round(share * len(labels))), replace=False))
+    noisy = list(labels)
+    for i in flipped:
+        options = candidates[tuple(labels[i])]
+        noisy[i] = options[rng.integers(len(options))]
+    return noisy, flipped
+
+
+def benchmark(
+    db_url: str, *, share: float = 0.02, folds: int = 4, seed: int = 0, device=None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Flip `share` of the labels (in memory; the database is not changed), score, and measure how well each
+    ranking finds the flipped products: precision@k and recall@k with k = number flipped."""
+    from core.dataset import load_catalogue
+    from db.session import get_sessionmaker
+
+    with get_sessionmaker(db_url)() as s:
+        cat = load_catalogue(s)
+    cat = cat.subset(np.flatnonzero(cat.labelled))
+    started = time.perf_counter()
+    features = review_features(cat, seed=seed, device=device, progress=progress)
+    feature_s = time.perf_counter() - started
+    original = list(cat.labels)
+    noisy, flipped = flip_labels(original, share=share, seed=seed)
+    cat.labels = noisy
+    started = time.perf_counter()
+    _, scores = score_catalogue(cat, folds=folds, seed=seed, device=device, progress=progress, features=features)
+    score_s = time.perf_counter() - started
+    truth = np.zeros(len(cat), bool)
+    truth[flipped] = True
+    k = len(flipped)
+    rankings = {}
+    for name in RANKINGS:
+        top = scores.ranking(name)[:k]
+        hits = int(truth[top].sum())
+        rankings[name] = {"precision_at_k": round(hits / k, 4), "recall_at_k": round(hits / k, 4), "hits": hits}
+    queued = scores.flagged | (scores.margin < 0)
+    return {
+        "n_products": len(cat),
+        "n_flipped": k,
+        "share": share,
+        "folds": folds,
+        "seed": seed,
+        "rankings": rankings,
+        "queue": {
+            "size": int(queued.sum()),
+            "flipped_in_queue": int((queued & truth).sum()),
+            "recall": round(float((queued & truth).sum() / k), 4),
+            "precision": round(float((queued & truth).sum() / max(queued.sum(), 1)), 4),
+        },
+        "cl_flag": {
+            "flagged": int(scores.flagged.sum()),
+            "precision": round(float((scores.flagged & truth).sum() / max(scores.flagged.sum(), 1)), 4),
+            "recall": round(float((scores.flagged & truth).sum() / k), 4),
+        },
+        # among the flipped products, how often the suggested path is the true (pre-flip) one
+        "suggestion_is_true_path": round(float(np.mean([scores.suggested[i] == tuple(original[i]) for i in flipped])), 4),
+        "features_s": round(feature_s, 1),
+        "scoring_s": round(score_s, 1),
+    }

@@ -1,0 +1,111 @@
+"""Label-issue scores: out-of-fold probabilities, self-confidence, margin, confident-learning flags,
+the label-flip benchmark helper, and the queue written to the database."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from core import review
+from core.hierarchy import HierarchicalClassifier, TaxonomyTree
+from db import curation, repo
+from db import review as db_review
+from db.models import Product, ReviewItem
+from db.session import transaction
+from tests.core.conftest import LEAVES, quiet
+
+PATHS = [("A", "a1"), ("A", "a2"), ("B", "b1"), ("B", "b2")]
+
+
+def marginals_for(leaf_probs: np.ndarray, tree: TaxonomyTree) -> list[np.ndarray]:
+    """Per-level marginals of rows of leaf probabilities over PATHS (a 2-level tree)."""
+    top = np.zeros((len(leaf_probs), tree.sizes[0]))
+    second = np.zeros((len(leaf_probs), tree.sizes[1]))
+    for j, path in enumerate(PATHS):
+        top[:, tree.encode([path])[0, 0]] += leaf_probs[:, j]
+        second[:, tree.encode([path])[0, 1]] += leaf_probs[:, j]
+    return [top.astype(np.float32), second.astype(np.float32)]
+
+
+def test_issue_scores_flag_the_label_the_model_contradicts():
+    tree = TaxonomyTree.from_paths(PATHS)
+    probs = np.array(
+        [
+            [0.90, 0.05, 0.03, 0.02],  # labelled a1, agrees
+            [0.85, 0.10, 0.03, 0.02],  # labelled a1, agrees
+            [0.05, 0.90, 0.03, 0.02],  # labelled a2, agrees
+            [0.02, 0.03, 0.90, 0.05],  # labelled b1, agrees
+            [0.02, 0.03, 0.05, 0.90],  # labelled b2, agrees
+            [0.96, 0.02, 0.01, 0.01],  # labelled b2 but looks like a1: the mislabelled one
+        ]
+    )
+    labels = [PATHS[0], PATHS[0], PATHS[1], PATHS[2], PATHS[3], PATHS[3]]
+    scores = review.issue_scores(tree, marginals_for(probs, tree), labels)
+    assert scores.self_confidence[5] == pytest.approx(0.01)
+    assert scores.margin[5] == pytest.approx(0.01 - 0.96)
+    assert scores.margin[0] == pytest.approx(0.90 - 0.05)  # the best path outside the label
+    assert scores.flagged.tolist() == [False, False, False, False, False, True]
+    assert scores.level_flag[5].tolist() == [True, True]  # wrong top level, so wrong leaf too
+    # per-class thresholds: P(A) = 0.94 would stay under A's threshold (0.95, the mean over A's products)
+    probs[5] = [0.88, 0.06, 0.03, 0.03]
+    assert review.issue_scores(tree, marginals_for(probs, tree), labels).level_flag[5].tolist() == [False, True]
+    assert scores.suggested[5] == ("A", "a1") and scores.suggested_confidence[5] == pytest.approx(0.96)
+    assert scores.suggested[0] == ("A", "a2")  # the best path that is not the label
+    assert scores.ranking("self_confidence")[0] == 5 and scores.ranking("margin")[0] == 5
+    assert scores.max_confidence[5] == pytest.approx(0.96)
+    assert [r["level"] for r in scores.level_records(5)] == [1, 2] and scores.level_records(5)[0]["flag"] is True
+
+
+def test_issue_scores_handle_labels_at_an_inner_node():
+    tree = TaxonomyTree.from_paths(PATHS)
+    probs = np.array([[0.10, 0.10, 0.40, 0.40], [0.45, 0.45, 0.05, 0.05]])
+    scores = review.issue_scores(tree, marginals_for(probs, tree), [("A",), ("A",)])
+    assert scores.self_confidence.tolist() == pytest.approx([0.2, 0.9])
+    assert scores.suggested[0][0] == "B" and scores.suggested[1][0] == "B"  # never a leaf under the label
+    assert np.isnan(scores.level_self_confidence[0, 1])
+
+
+def test_out_of_fold_scores_never_come_from_a_model_that_saw_the_label():
+    """Random labels on random features: a model fitted on them memorises them (high self-confidence
+    in sample); out of fold, the labels are unpredictable (self-confidence near chance)."""
+    rng = np.random.default_rng(0)
+    X = {"x": rng.normal(size=(240, 32)).astype(np.float32)}
+    masks = {"x": np.ones(240, bool)}
+    labels = [PATHS[i] for i in rng.integers(0, 4, size=240)]
+    options = {"epochs": 150, "patience": 200, "val_fraction": 0.0, "dropout": 0.0, "hidden": 256}
+    tree, marginals = review.out_of_fold_marginals(X, masks, labels, folds=3, seed=0, **options)
+    oof = review.issue_scores(tree, marginals, labels).self_confidence.mean()
+    clf = HierarchicalClassifier(fusion="early", modalities=["x"], tree=tree, seed=0, lr=2e-3, batch_size=64, **options)
+    in_sample = review.issue_scores(tree, clf.fit(X, labels, masks=masks).predict_proba(X, masks=masks), labels)
+    assert in_sample.self_confidence.mean() > 0.8 and oof < 0.45
+
+
+def test_flip_labels_moves_a_share_to_a_sibling_or_cousin():
+    labels = [tuple(leaf.split(" > ")) for leaf in LEAVES] * 50
+    noisy, flipped = review.flip_labels(labels, share=0.1, seed=3)
+    assert len(flipped) == 20 and len(set(flipped.tolist())) == 20
+    changed = [i for i in range(len(labels)) if noisy[i] != labels[i]]
+    assert changed == flipped.tolist()
+    assert all(noisy[i][0] == labels[i][0] and noisy[i] in labels for i in flipped)  # same top level, a real path
+    again, flipped_again = review.flip_labels(labels, share=0.1, seed=3)
+    assert again == noisy and flipped_again.tolist() == flipped.tolist()
+
+
+def test_run_review_queues_the_products_relabelled_wrongly(small_db, factory):
+    wrong = {}
+    with transaction(factory) as s:
+        heels = repo.node_by_path(s, "Footwear > Shoes > Heels")
+        for ext in ("1", "5", "9"):  # Tshirts products (i % 4 == 1) moved to Heels
+            product = s.scalar(select(Product).where(Product.external_id == ext))
+            curation.relabel_product(s, product_id=product.id, node_id=heels.id, actor="t")
+            wrong[product.id] = ext
+    assert review.run_review(small_db, folds=3, log=quiet) >= 3
+    with factory() as s:
+        items = db_review.queue(s, limit=10)
+    top = [item["product_id"] for item in items[:3]]
+    assert set(top) == set(wrong)
+    assert all(item["suggested"] == "Apparel > Topwear > Tshirts" for item in items[:3])
+    assert all(item["label"] == "Footwear > Shoes > Heels" and not item["label_changed"] for item in items[:3])
+    with factory() as s:
+        assert s.scalar(select(ReviewItem.run_key)) is not None
