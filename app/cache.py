@@ -13,7 +13,7 @@ from core import config
 from db import predictions as preds
 from db import proposals as props
 from db import repo
-from db.models import AuditEvent, ModelVersion, Prediction, Product
+from db.models import AuditEvent, Job, ModelVersion, Prediction, Product
 from db.session import get_sessionmaker, upgrade
 
 
@@ -121,3 +121,53 @@ def node_search(url: str, node_path: str):
     from core.recategorize import NodeSearch
 
     return NodeSearch(url, node_path)
+
+
+def latest_job(kind: str) -> Job | None:
+    """The newest job of `kind` (running ones whose process died are marked failed first); not cached."""
+    from db import jobs
+    from db.session import transaction
+
+    with transaction(factory()) as s:
+        jobs.reap(s)
+    with factory()() as s:
+        job = jobs.latest(s, kind=kind)
+        if job is not None:
+            s.expunge(job)
+        return job
+
+
+def model_versions() -> list[dict[str, Any]]:
+    """Every model version, newest first, with whether it has stored predictions (not cached: small)."""
+    with factory()() as s:
+        counted = dict(
+            s.execute(
+                select(Prediction.model_version_id, func.count(func.distinct(Prediction.product_id))).group_by(
+                    Prediction.model_version_id
+                )
+            ).all()
+        )
+        return [
+            {
+                "id": v.id,
+                "name": v.name,
+                "status": v.status,
+                "created_at": v.created_at,
+                "metrics": {k: x for k, x in v.metrics.items() if k not in ("test_product_ids", "per_node_f1")},
+                "params": {k: x for k, x in v.params.items() if k != "node_ids"},
+                "predicted": counted.get(v.id, 0),
+            }
+            for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))
+        ]
+
+
+@st.cache_data(show_spinner="Comparing versions on their held-out products...", max_entries=16)
+def _comparison(url: str, version: tuple[int, int], old_id: int, new_id: int) -> dict[str, Any]:
+    from core.model_compare import compare_versions
+
+    with _factory(url)() as s:
+        return compare_versions(s, old_id=old_id, new_id=new_id)
+
+
+def comparison(old_id: int, new_id: int) -> dict[str, Any]:
+    return _comparison(db_url(), data_version(), old_id, new_id)

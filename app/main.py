@@ -19,6 +19,8 @@ PAGES = [
     st.Page(ROOT / "pages" / "taxonomy.py", title="Taxonomy", icon=":material/account_tree:"),
     st.Page(ROOT / "pages" / "predictions.py", title="Predictions", icon=":material/insights:"),
     st.Page(ROOT / "pages" / "clusters.py", title="Clusters", icon=":material/scatter_plot:"),
+    st.Page(ROOT / "pages" / "review.py", title="Review", icon=":material/fact_check:"),
+    st.Page(ROOT / "pages" / "models.py", title="Models", icon=":material/model_training:"),
 ]
 navigation = st.navigation(PAGES)
 sidebar()

@@ -8,7 +8,8 @@ from typing import Any
 import streamlit as st
 
 from app import cache
-from db import curation
+from db import curation, review
+from db import predictions as preds
 from db import proposals as props
 from db.repo import CurationError
 from db.session import transaction
@@ -26,6 +27,8 @@ ACTIONS: dict[str, Callable[..., Any]] = {
     "reject_proposal": props.reject_proposal,
     "merge_proposals": props.merge_proposals,
     "move_out": props.move_out,
+    "review_decide": review.decide,
+    "activate_model": preds.activate_model_version,
 }
 
 
@@ -110,6 +113,23 @@ def product_grid(cards: list[dict[str, Any]], *, columns: int = 6) -> None:
                     st.caption(f"no photo ({card['image_status']})")
                 st.markdown(f"**{card['title']}**")
                 st.caption(f"{card['platform']} #{card['external_id']} · {card['label'] or 'unlabelled'}")
+
+
+def job_status(job: Any) -> None:
+    """A background job's state: progress bar while it runs, the outcome when it ended, its log."""
+    if job is None:
+        return
+    when = f"{job.created_at:%Y-%m-%d %H:%M}"
+    who = job.params.get("actor") or "?"
+    if job.status in ("queued", "running"):
+        st.progress(job.progress, text=f"{job.kind} job #{job.id} ({who}, {when}): {job.message}")
+    elif job.status == "done":
+        st.success(f"{job.kind} job #{job.id} ({who}, {when}) finished: {job.log.strip().splitlines()[-1] if job.log else ''}")
+    else:
+        st.error(f"{job.kind} job #{job.id} ({who}, {when}) failed; nothing was changed. {job.error or ''}")
+    if job.log:
+        with st.expander(f"Log of job #{job.id}"):
+            st.code(job.log[-4000:], language=None)
 
 
 def audit_table(events: list[Any]) -> None:

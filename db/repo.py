@@ -287,8 +287,12 @@ def catalogue_stats(session: Session) -> list[dict[str, Any]]:
     return list(stats.values())
 
 
-def audit_history(session: Session, *, limit: int = 50) -> list[AuditEvent]:
-    return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)))
+def audit_history(session: Session, *, limit: int = 50, actions: tuple[str, ...] | None = None) -> list[AuditEvent]:
+    """The newest audit events (of the given actions only, when given)."""
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if actions:
+        stmt = stmt.where(AuditEvent.action.in_(actions))
+    return list(session.scalars(stmt))
 
 
 def write_audit(

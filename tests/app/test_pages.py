@@ -278,3 +278,178 @@ def test_clusters_page_text_search_and_neighbours(app_env, with_proposals):
     grid = [c.value for c in at.caption[before:] if "#" in c.value][-min(12, node["products"] - 1) :]
     assert len(grid) == min(12, node["products"] - 1)  # the node's other products, nearest first
     assert all(f"#{anchor} " not in c for c in grid)  # never the product itself
+
+
+@pytest.fixture
+def no_spawn(monkeypatch):
+    """Jobs are queued but their process is not started (the job runner is tested in tests/core/test_jobs.py)."""
+    launched = []
+    monkeypatch.setattr("core.jobs.launch", lambda url, job_id: launched.append(job_id))
+    return launched
+
+
+@pytest.fixture
+def with_review(app_env):
+    """Three products in the review queue, each suggested another leaf; scores 0.9, 0.8, 0.7."""
+    from db import review
+    from db.session import transaction
+
+    with transaction(get_sessionmaker(app_env)) as s:
+        rows = repo.taxonomy_rows(s)
+        leaves = [r for r in rows if r["children"] == 0 and r["products"]]
+        products = []
+        for leaf in leaves[:3]:
+            products += [(p.id, leaf) for p in repo.products_in_node(s, node_id=leaf["id"], limit=1)[0]]
+        items = []
+        for k, (pid, leaf) in enumerate(products):
+            other = next(r for r in leaves if r["id"] != leaf["id"])
+            items.append(
+                {
+                    "product_id": pid,
+                    "score": 0.9 - 0.1 * k,
+                    "self_confidence": 0.1 + 0.1 * k,
+                    "margin": -0.4,
+                    "flagged": k == 0,
+                    "label_node_id": leaf["id"],
+                    "suggested_node_id": other["id"],
+                    "suggested_confidence": 0.8,
+                    "levels": [{"level": 1, "self_confidence": 0.5, "margin": 0.1, "flag": False}],
+                }
+            )
+        review.replace_open_items(s, run_key="t", rows=items)
+    return [(pid, leaf["path"], next(r for r in leaves if r["id"] != leaf["id"])["path"]) for pid, leaf in products]
+
+
+def label_path(url, product_id):
+    with get_sessionmaker(url)() as s:
+        node, source = repo.product_label(s, product_id)
+        return node.path, source
+
+
+def test_review_page_without_a_queue_starts_scoring_in_the_background(app_env, no_spawn):
+    from db.models import Job
+
+    at = run_page("review")
+    assert "No review queue yet" in at.info[0].value
+    at.button(key="review_rescore").click().run()
+    assert not at.exception, at.exception
+    with get_sessionmaker(app_env)() as s:
+        job = s.scalars(select(Job)).one()
+    assert job.kind == "review" and job.status == "queued" and no_spawn == [job.id]
+    at.button(key="review_rescore").click().run()  # a second start is refused, with the reason
+    assert any("already running" in e.value for e in at.error)
+
+
+def test_review_page_accept_keep_choose_skip_and_undo(app_env, with_review):
+    (p1, l1, s1), (p2, l2, _), (p3, l3, _) = with_review
+    at = run_page("review")
+    assert {m.label: m.value for m in at.metric}["To review"] == "3"
+    assert at.subheader[0].value == repo_title(app_env, p1)  # the highest score first
+    at.button(key="review_accept").click().run()
+    assert label_path(app_env, p1) == (s1, "human")
+    assert at.subheader[0].value == repo_title(app_env, p2) and "labelled" in at.success[0].value
+    at.button(key="review_skip").click().run()
+    assert at.subheader[0].value == repo_title(app_env, p3)
+    target = first_leaf(app_env)
+    at.selectbox(key=f"review_choice_{item_id(app_env, p3)}").set_value(target["id"]).run()
+    at.button(key="review_choose").click().run()
+    assert label_path(app_env, p3) == (target["path"], "human")
+    assert at.subheader[0].value == repo_title(app_env, p2)  # only the skipped one is left
+    at.button(key="review_keep").click().run()
+    assert label_path(app_env, p2) == (l2, "human")
+    assert "Nothing left to review" in at.success[-1].value
+    undo = next(b for b in at.button if b.key and b.key.startswith("undo_"))
+    undo.click().run()
+    assert label_path(app_env, p2) == (l2, "platform")  # back to the platform's label, and open again
+    assert {m.label: m.value for m in at.metric}["To review"] == "1"
+
+
+def test_review_page_filters_by_score(app_env, with_review):
+    at = run_page("review")
+    at.slider(key="review_min").set_value(0.75).run()
+    assert "2 shown" in at.subheader[-2].value
+
+
+def repo_title(url, product_id):
+    with get_sessionmaker(url)() as s:
+        return s.get(Product, product_id).title
+
+
+def item_id(url, product_id):
+    from db.models import ReviewItem
+
+    with get_sessionmaker(url)() as s:
+        return s.scalar(select(ReviewItem.id).where(ReviewItem.product_id == product_id))
+
+
+@pytest.fixture
+def two_versions(app_env, with_predictions):
+    """Version #1 (archived) predicts one leaf wrong for every product of the first leaf; #2 (active) is right."""
+    from db import predictions as preds
+    from db.models import ModelVersion, Prediction
+    from db.session import transaction
+
+    with transaction(get_sessionmaker(app_env)) as s:
+        first = preds.active_model_version(s)
+        ids = sorted({r.product_id for r in s.scalars(select(Prediction))})
+        node_ids = {r["path"]: r["id"] for r in repo.taxonomy_rows(s)}
+        first.metrics = {"hf1": 0.98, "level_accuracy": [1.0, 0.99, 0.98], "test_product_ids": ids}
+        first.params = {"split": "hash", "node_ids": node_ids, "n_test": len(ids)}
+        second = preds.register_model_version(
+            s,
+            name="retrained",
+            metrics={"hf1": 0.999, "level_accuracy": [1, 1, 1], "test_product_ids": ids},
+            params={"split": "hash", "node_ids": node_ids, "n_test": len(ids)},
+            artifact=None,
+        )
+        eff = repo.effective_labels_subquery()
+        rows = []
+        for pid, node_id in s.execute(select(eff.c.product_id, eff.c.node_id)):
+            path = s.get(TaxonomyNode, node_id).path.split(" > ")
+            for level in range(1, len(path) + 1):
+                rows.append(
+                    {
+                        "product_id": pid,
+                        "level": level,
+                        "node_id": node_ids[" > ".join(path[:level])],
+                        "confidence": 0.99,
+                        "stage": 1,
+                    }
+                )
+        preds.replace_predictions(s, model_version_id=second.id, rows=rows)
+        preds.activate_model_version(s, version_id=second.id, actor="retrain")
+        assert s.get(ModelVersion, first.id).status == "archived"
+    return first.id, second.id
+
+
+def test_models_page_compares_versions_and_rolls_back(app_env, two_versions, no_spawn):
+    from db import predictions as preds
+
+    first, second = two_versions
+    at = run_page("models")
+    assert not at.exception, at.exception
+    versions = at.dataframe[0].value
+    assert list(versions["version"]) == [f"#{second}", f"#{first}"] and list(versions["status"]) == ["active", "archived"]
+    levels = at.dataframe[1].value
+    assert levels[f"accuracy #{second}"].tolist()[-1] == 1.0 and levels[f"accuracy #{first}"].tolist()[-1] < 1.0
+    nodes = at.dataframe[2].value
+    assert len(nodes) >= 1 and (nodes["change"] > 0).any()  # the leaf #1 got wrong improved
+    at.selectbox(key="activate_pick").set_value(first).run()
+    at.button(key="activate_btn").click().run()
+    at.button(key="confirm_action").click().run()
+    assert not at.exception, at.exception
+    with get_sessionmaker(app_env)() as s:
+        assert preds.active_model_version(s).id == first
+
+
+def test_models_page_retrain_button_queues_one_job(app_env, two_versions, no_spawn):
+    from db.models import Job
+
+    at = run_page("models")
+    at.button(key="retrain_btn").click().run()
+    assert not at.exception, at.exception
+    with get_sessionmaker(app_env)() as s:
+        job = s.scalars(select(Job)).one()
+    assert job.kind == "retrain" and no_spawn == [job.id]
+    at.run()
+    assert at.button(key="retrain_btn").disabled  # one retrain at a time
