@@ -47,6 +47,7 @@ if not versions:
     st.stop()
 by_id = {v["id"]: v for v in versions}
 active = next((v for v in versions if v["status"] == "active"), None)
+state = f"{versions[0]['id']}_{active['id'] if active else 0}"  # widget keys: a new or re-activated version resets them
 
 st.subheader("Versions")
 table = pd.DataFrame(
@@ -70,13 +71,15 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={"hF1": st.c
 st.subheader("Compare")
 ids = [v["id"] for v in versions]
 c1, c2 = st.columns(2)
-new_id = c1.selectbox("Version", ids, key="cmp_new", format_func=lambda i: f"#{i} ({by_id[i]['status']})")
+new_id = c1.selectbox("Version", ids, key=f"cmp_new_{state}", format_func=lambda i: f"#{i} ({by_id[i]['status']})")
 others = [i for i in ids if i != new_id]
 if not others:
     st.caption("Only one version so far: retrain to compare.")
 else:
     default = others.index(active["id"]) if active and active["id"] in others else 0
-    old_id = c2.selectbox("against", others, index=default, key="cmp_old", format_func=lambda i: f"#{i} ({by_id[i]['status']})")
+    old_id = c2.selectbox(
+        "against", others, index=default, key=f"cmp_old_{state}_{new_id}", format_func=lambda i: f"#{i} ({by_id[i]['status']})"
+    )
     cmp = cache.comparison(old_id, new_id)
     st.caption(
         f"On the {cmp['n']:,} held-out products of #{new_id}, against today's labels."

@@ -434,7 +434,7 @@ def test_models_page_compares_versions_and_rolls_back(app_env, two_versions, no_
     assert levels[f"accuracy #{second}"].tolist()[-1] == 1.0 and levels[f"accuracy #{first}"].tolist()[-1] < 1.0
     nodes = at.dataframe[2].value
     assert len(nodes) >= 1 and (nodes["change"] > 0).any()  # the leaf #1 got wrong improved
-    at.selectbox(key="activate_pick").set_value(first).run()
+    at.selectbox(key=f"activate_pick_{second}_{second}").set_value(first).run()
     at.button(key="activate_btn").click().run()
     at.button(key="confirm_action").click().run()
     assert not at.exception, at.exception

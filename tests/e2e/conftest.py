@@ -66,10 +66,16 @@ def app_db(tmp_path_factory, catalog_frame) -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(app_db, tmp_path_factory):
+def app_data_dir(tmp_path_factory) -> Path:
+    """The app's DATA_DIR (embedding cache, models, job logs)."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_db, app_data_dir):
     """Start `streamlit run app/main.py` on a free port against `app_db`; yields its URL."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": app_db, "DATA_DIR": str(tmp_path_factory.mktemp("data"))}
+    env = {**os.environ, "DATABASE_URL": app_db, "DATA_DIR": str(app_data_dir)}
     cmd = [
         sys.executable,
         "-m",
