@@ -113,7 +113,7 @@ confirmation()
 choice = st.selectbox(
     "Version to make active",
     ids,
-    key="activate_pick",
+    key=f"activate_pick_{state}",
     format_func=lambda i: f"#{i} ({by_id[i]['status']}, hF1 {by_id[i]['metrics'].get('hf1', float('nan')):.4f})",
 )
 chosen = by_id[choice]
