@@ -8,7 +8,6 @@ F1 of the new leaves on the held-out products, for the new version and for the p
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from typing import Any
@@ -22,9 +21,13 @@ def _copy_sqlite(db_url: str) -> str:
     url = make_url(db_url)
     if url.get_backend_name() != "sqlite" or not url.database:
         raise ValueError("the retrain benchmark copies the database first, which it can do for SQLite files only")
+    import sqlite3
+
     target = data_dir() / "bench" / "retrain.db"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(url.database, target)
+    target.unlink(missing_ok=True)
+    with sqlite3.connect(url.database) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)  # consistent, including what is still in the write-ahead log
     return f"sqlite:///{target}"
 
 
