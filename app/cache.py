@@ -171,3 +171,47 @@ def _comparison(url: str, version: tuple[int, int], old_id: int, new_id: int) ->
 
 def comparison(old_id: int, new_id: int) -> dict[str, Any]:
     return _comparison(db_url(), data_version(), old_id, new_id)
+
+
+def maps_available() -> dict[str, str]:
+    """{map slug: title} of the scatter views on disk: nodes with proposals, and the whole catalogue."""
+    from core.maps import ALL, map_file, slug_for
+
+    views = {slug_for(i): path for i, path in proposal_parents().items()}
+    if map_file(ALL).exists():
+        views[ALL] = "All products"
+    return views
+
+
+@st.cache_data(show_spinner="Loading the map...", max_entries=8)
+def _scatter(url: str, version: tuple[int, int], key: tuple, slug: str, colour: str, depth: int, mtime: float):
+    from core.maps import group_names, load_map, scatter_groups
+    from core.model_compare import current_labels, predicted_paths
+
+    data = load_map(slug)
+    if data is None:
+        return None
+    ids = data["product_ids"]
+    extra: dict[str, Any] = {}
+    with _factory(url)() as s:
+        if colour == "label":
+            extra["labels"] = current_labels(s, ids.tolist())
+        elif colour == "prediction":
+            extra["predictions"] = predicted_paths(s, model_version_id=key[0], product_ids=ids.tolist()) if key[0] else {}
+        elif colour == "proposal":
+            extra["proposals"] = {
+                int(m): f"#{p.id} {p.name} ({p.status})"
+                for p in props.list_proposals(s, parent_node_id=int(slug.split("-")[1]))
+                for m in p.members
+            }
+    names = group_names(colour, ids, clusters=data["clusters"], depth=depth, **extra)
+    return {"groups": scatter_groups(ids, data["xy"], names), "meta": data["meta"], "n": len(ids)}
+
+
+def scatter(slug: str, colour: str, depth: int) -> dict[str, Any] | None:
+    """Traces of the map `slug` coloured by `colour` (cached until the data, the model or the map changes)."""
+    from core.maps import map_file
+
+    path = map_file(slug)
+    mtime = path.stat().st_mtime if path.exists() else 0.0
+    return _scatter(db_url(), data_version(), model_key(), slug, colour, depth, mtime)

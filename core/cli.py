@@ -218,6 +218,19 @@ def cmd_job(args: argparse.Namespace) -> int:
     return 0 if run_job(args.db, args.job_id) else 1
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.maps import build_catalogue_map
+
+    meta = build_catalogue_map(args.db, seed=args.seed, force=args.force, device=args.device, progress=_tqdm_progress())
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(meta, indent=1))
+        print(f"written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
     parser.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or ./data/curator.db)")
@@ -282,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("--seed", type=int, default=0)
     rev.add_argument("--device", default=None)
     rev.set_defaults(func=cmd_review)
+
+    mp = sub.add_parser("map", help="2-D map and clusters of the whole catalogue for the Clusters page (cached)")
+    mp.add_argument("--force", action="store_true", help="rebuild even when the catalogue is unchanged")
+    mp.add_argument("--out", default=None, help="also write the timings as JSON")
+    mp.add_argument("--seed", type=int, default=0)
+    mp.add_argument("--device", default=None)
+    mp.set_defaults(func=cmd_map)
 
     ret = sub.add_parser("retrain", help="train on the current taxonomy and labels, re-predict, activate (one at a time)")
     ret.add_argument("--background", action="store_true", help="start it as a background job and return")

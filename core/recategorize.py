@@ -108,6 +108,16 @@ def discover(db_url: str, *, node_path: str, seed: int = 0, device=None, progres
     )
     pipe.fit(X, docs=[cat.texts[i] for i in rows])
     run_key = time.strftime("%Y%m%d-%H%M%S")
+    from core.maps import save_map, slug_for
+
+    if pipe.coords_ is not None:  # every product of the node on the Clusters page, not only the clustered ones
+        save_map(
+            slug_for(node_id),
+            product_ids=cat.product_ids[rows],
+            xy=pipe.coords_,
+            clusters=pipe.labels_,
+            meta={"node": node_path, "run_key": run_key, "timings": {k: round(v, 1) for k, v in pipe.timings_.items()}},
+        )
     with transaction(factory) as s:
         n = props.replace_open_proposals(
             s, parent_node_id=node_id, run_key=run_key, clusters=_clusters(pipe, cat.product_ids[rows])

@@ -8,32 +8,69 @@ from app.widgets import confirmation, flash, perform, product_grid, request
 
 st.title("Clusters")
 flash()
-parents = cache.proposal_parents()
-if not parents:
+views = cache.maps_available()
+if not views:
     st.info('No proposals yet: run `python -m core discover --node "Footwear > Shoes"` (or `make run`).')
     st.stop()
 
-parent = st.selectbox("Category", list(parents), key="clu_parent", format_func=lambda i: parents[i])
+v1, v2 = st.columns([2, 3], vertical_alignment="bottom")
+slug = v1.selectbox("View", list(views), key="clu_view", format_func=lambda k: views[k])
+parent = None if slug == "all" else int(slug.split("-")[1])
+colours = ["cluster" if parent is None else "proposal", "label", "prediction"]
+colour = v2.radio("Colour by", colours, horizontal=True, key=f"clu_colour_{slug}")
+depth = 2 if parent is None else views[slug].count(" > ") + 2  # top categories / the node's children
+data = cache.scatter(slug, colour, depth)
+
+fig = go.Figure()
+if data is not None:
+    for group in data["groups"]:
+        fig.add_trace(
+            go.Scattergl(
+                x=group["x"],
+                y=group["y"],
+                mode="markers",
+                name=group["name"],
+                customdata=group["ids"],
+                marker={
+                    "size": 4 if data["n"] > 10_000 else 5,
+                    "opacity": 0.35 if group["muted"] else 0.75,
+                    **({"color": "lightgrey"} if group["muted"] else {}),
+                },
+                hovertemplate="%{fullData.name}<extra></extra>",
+            )
+        )
+else:  # proposals from a discovery run that kept no map: members only
+    for p in cache.proposals(parent):
+        xs, ys = zip(*p["coords"]) if p["coords"] else ((), ())
+        fig.add_trace(
+            go.Scattergl(
+                x=xs,
+                y=ys,
+                mode="markers",
+                name=f"#{p['id']} {p['name']} ({p['status']})",
+                customdata=p["members"],
+                marker={"size": 5, "opacity": 0.75},
+            )
+        )
+fig.update_layout(height=560, margin=dict(t=10, l=0, r=0, b=0), legend={"font": {"size": 10}}, dragmode="lasso")
+event = st.plotly_chart(fig, key=f"clu_scatter_{slug}", on_select="rerun", selection_mode=("points", "box", "lasso"))
+selected = [int(pt["customdata"]) for pt in (event.selection.points if event and event.selection else []) if "customdata" in pt]
+if data is not None:
+    st.caption(
+        f"{data['n']:,} products · lasso or box to select · "
+        + ", ".join(f"{k} {v}s" for k, v in data["meta"].get("timings", {}).items())
+    )
+
+if parent is None:
+    st.subheader(f"{len(selected):,} selected products" if selected else "Select products on the map to see them")
+    if selected:
+        product_grid(cache.cards(selected[:24]), columns=6)
+    st.stop()
+
 proposals = cache.proposals(parent)
 open_ones = [p for p in proposals if p["status"] == "open"]
 st.caption(f"{len(open_ones)} open of {len(proposals)} proposals · discovered with SimCLR + UMAP + cascade clustering")
-
-fig = go.Figure()
-for p in proposals:
-    xs, ys = zip(*p["coords"]) if p["coords"] else ((), ())
-    fig.add_trace(
-        go.Scattergl(
-            x=xs,
-            y=ys,
-            mode="markers",
-            name=f"#{p['id']} {p['name']} ({p['status']})",
-            customdata=p["members"],
-            marker={"size": 5, "opacity": 0.75},
-        )
-    )
-fig.update_layout(height=520, margin=dict(t=10, l=0, r=0, b=0), legend={"font": {"size": 10}}, dragmode="lasso")
-event = st.plotly_chart(fig, key="clu_scatter", on_select="rerun", selection_mode=("points", "box", "lasso"))
-selected = [int(pt["customdata"]) for pt in (event.selection.points if event and event.selection else []) if "customdata" in pt]
+parents = {parent: views[slug]}
 
 confirmation()
 left, right = st.columns([2, 3], gap="large")

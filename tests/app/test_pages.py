@@ -453,3 +453,68 @@ def test_models_page_retrain_button_queues_one_job(app_env, two_versions, no_spa
     assert job.kind == "retrain" and no_spawn == [job.id]
     at.run()
     assert at.button(key="retrain_btn").disabled  # one retrain at a time
+
+
+@pytest.fixture
+def with_maps(app_env, with_proposals):
+    """Maps on disk: the proposals' node (its products) and the whole catalogue (two clusters)."""
+    import numpy as np
+
+    from core.maps import save_map, slug_for
+
+    node, ids, pids = with_proposals
+    with get_sessionmaker(app_env)() as s:
+        every = s.scalars(select(Product.id).order_by(Product.id)).all()
+        in_node, _ = repo.products_in_node(s, node_id=node["id"], limit=1000)
+    node_ids = np.array([p.id for p in in_node])
+    save_map(
+        slug_for(node["id"]),
+        product_ids=node_ids,
+        xy=np.random.default_rng(0).normal(size=(len(node_ids), 2)),
+        clusters=np.zeros(len(node_ids)),
+        meta={"timings": {"view": 1.0}},
+    )
+    every = np.array(every)
+    save_map(
+        "all",
+        product_ids=every,
+        xy=np.random.default_rng(1).normal(size=(len(every), 2)),
+        clusters=np.where(np.arange(len(every)) % 3 == 0, -1, np.arange(len(every)) % 2),
+        meta={"timings": {"cluster": 2.0}},
+    )
+    return node, ids, pids, len(every)
+
+
+def chart_traces(at) -> list[dict]:
+    import json
+
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+
+
+def test_clusters_page_all_products_view_coloured_three_ways(app_env, with_maps, with_predictions):
+    node, ids, pids, n = with_maps
+    at = run_page("clusters")
+    at.selectbox(key="clu_view").set_value("all").run()
+    traces = chart_traces(at)
+    assert sum(len(t["x"]) for t in traces) == n
+    assert sorted(t["name"].split(" (")[0] for t in traces) == ["cluster 0", "cluster 1", "unassigned"]
+    at.radio(key="clu_colour_all").set_value("label").run()
+    with get_sessionmaker(app_env)() as s:
+        level2 = {" > ".join(r["path"].split(" > ")[:2]) for r in repo.taxonomy_rows(s) if r["depth"] >= 2 and r["products"]}
+    names = {t["name"].split(" (")[0] for t in chart_traces(at)}
+    assert names <= level2 | {"other"} and len(names) == min(len(level2), 24)
+    at.radio(key="clu_colour_all").set_value("prediction").run()
+    assert not at.exception, at.exception
+    assert sum(len(t["x"]) for t in chart_traces(at)) == n
+    assert "Select products on the map" in at.subheader[0].value
+
+
+def test_clusters_page_node_view_shows_every_product_of_the_node(app_env, with_maps):
+    node, ids, pids, _ = with_maps
+    at = run_page("clusters")
+    assert at.selectbox(key="clu_view").value == f"node-{node['id']}"
+    traces = chart_traces(at)
+    assert sum(len(t["x"]) for t in traces) == node["products"]  # members of proposals and the rest
+    names = {t["name"].split(" (")[0] for t in traces}
+    assert {f"#{pids[0]} alpha", f"#{pids[1]} gamma"} <= names
+    assert ("unassigned" in names) == (node["products"] > len(ids))
