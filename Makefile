@@ -1,5 +1,5 @@
 # Taxonomy Curator. The two commands of the README:
-#   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict (cached), serve http://localhost:8501
+#   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict/discover/map/review (cached), serve :8501
 #   make test   install what the tests need (venv, Chromium, PostgreSQL), start PostgreSQL, run the suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -31,6 +31,8 @@ models: ingest
 	$(BIN)/python -m core train
 	$(BIN)/python -m core predict
 	$(BIN)/python -m core discover --node "Footwear > Shoes" --if-missing
+	$(BIN)/python -m core map
+	$(BIN)/python -m core review --if-missing
 
 serve: install
 	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false

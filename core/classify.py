@@ -16,8 +16,10 @@ import numpy as np
 from core.dataset import Catalogue, stratified_split
 from core.features import Features
 
-TEXT_MODALITIES = ("title", "tfidf", "svm")
-FUSION_MODALITIES = ("title", "tfidf", "svm", "image", "joint")
+TEXT_MODALITIES = ("title", "tfidf")
+FUSION_MODALITIES = ("title", "tfidf", "image", "joint")
+CASCADE_INPUTS = (*FUSION_MODALITIES, "svm")  # the stacked stages also read the SVM's path scores
+STACKED = {"text-only": "text-only + tfidf-svm (stacked)", "late-fusion": "late-fusion + tfidf-svm (stacked)"}
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,9 @@ def add_tfidf(feats: Features, titles: list[str], rows_for_fit: np.ndarray, *, d
 
 
 def add_svm(feats: Features, titles: list[str], labels: list, rows_for_fit: np.ndarray, *, descriptions=None, seed: int = 0):
-    """Fit the TF-IDF linear SVM (titles, and descriptions when given) on `rows_for_fit`; add block "svm":
-    out-of-fold scores on those rows, the full model's scores elsewhere.
+    """Fit the TF-IDF linear SVM (titles, and descriptions when given) on `rows_for_fit`; add block "svm",
+    its per-path decision scores for every row (only rows outside `rows_for_fit` may be used to calibrate
+    or score anything built on them).
 
     Returns:
         the fitted `TfidfSvmScores`.
@@ -93,10 +96,10 @@ def add_svm(feats: Features, titles: list[str], labels: list, rows_for_fit: np.n
     from core.tfidf import TfidfSvmScores
 
     pick = lambda xs: None if xs is None else [xs[i] for i in rows_for_fit]  # noqa: E731
-    svm = TfidfSvmScores(seed=seed).fit(pick(titles), pick([" > ".join(p) for p in labels]), descriptions=pick(descriptions))
-    scores = svm.transform(titles, descriptions)
-    scores[rows_for_fit] = svm.oof_
-    feats.blocks["svm"], feats.masks["svm"] = scores, np.ones(len(titles), bool)
+    svm = TfidfSvmScores(seed=seed, folds=0).fit(
+        pick(titles), pick([" > ".join(p) for p in labels]), descriptions=pick(descriptions)
+    )
+    feats.blocks["svm"], feats.masks["svm"] = svm.transform(titles, descriptions), np.ones(len(titles), bool)
     return svm
 
 
@@ -116,6 +119,15 @@ def fit_model(spec: ModelSpec, feats: Features, labels: list, rows: np.ndarray, 
         fusion=spec.fusion, modalities=spec.modalities, seed=seed, device=device, tree=tree, **{**TRAIN_OPTIONS, **options}
     )
     return clf.fit(X, [labels[i] for i in rows], masks=masks)
+
+
+def stack_model(model, svm, feats: Features, labels: list, calib_rows: np.ndarray):
+    """Late fusion of a fitted neural model with the SVM at the path level, weights chosen on `calib_rows`."""
+    from core.stacking import StackedFusion
+
+    stacked = StackedFusion(model, svm.classes_)
+    X, masks = inputs(feats, stacked.modalities, calib_rows)
+    return stacked.fit(X, [labels[i] for i in calib_rows], masks=masks)
 
 
 # ---------------------------------------------------------------- baseline
@@ -187,16 +199,33 @@ def evaluate_model(spec: ModelSpec, feats: Features, labels: list, split: Split,
     has_image = feats.masks["image"]
     fit_rows = split.fit[has_image[split.fit]] if spec.images_only else split.fit
     model, train_s = _timed(fit_model, spec, feats, labels, fit_rows, tree=tree, seed=seed, device=device)
+    # an image model has nothing to read for products without a photo
+    populations = ("with_images",) if spec.images_only else tuple(POPULATIONS)
+    return score_model(spec.name, model, feats, labels, split, tree, train_s=train_s, populations=populations), model
+
+
+def score_model(
+    name: str,
+    model,
+    feats: Features,
+    labels: list,
+    split: Split,
+    tree,
+    *,
+    train_s: float,
+    populations=tuple(POPULATIONS),
+    **extra,
+) -> list[dict]:
+    """Rows of a fitted model on split.test, one per population."""
     rows = []
-    for population, select in POPULATIONS.items():
-        if spec.images_only and population == "all":
-            continue  # an image model has nothing to read for products without a photo
-        test = split.test[select(has_image[split.test])]
-        X, masks = inputs(feats, spec.modalities, test)
+    for population in populations:
+        select = POPULATIONS[population]
+        test = split.test[select(feats.masks["image"][split.test])]
+        X, masks = inputs(feats, model.modalities, test)
         pred, predict_s = _timed(model.predict, X, masks=masks)
         report = score(tree, [labels[i] for i in test], pred.nodes)
-        rows.append(_row(spec.name, population, report, train_s=train_s, predict_s=predict_s, n=len(test)))
-    return rows, model
+        rows.append(_row(name, population, report, train_s=train_s, predict_s=predict_s, n=len(test), **extra))
+    return rows
 
 
 def evaluate_baseline(cat: Catalogue, feats: Features, labels: list, split: Split, tree) -> list[dict]:
@@ -269,9 +298,24 @@ def evaluate(cat: Catalogue, feats: Features, *, seed: int = 0, device=None, spe
         rows += spec_rows
         if progress:
             progress("evaluate", done, total)
-    train_s = sum(r["train_s"] for r in rows if r["model"] in ("text-only", "late-fusion") and r["population"] == "all") / 2
+    for base, name in STACKED.items():
+        stacked, stack_s = _timed(stack_model, models[base], svm, feats, labels, split.calib)
+        models[name] = stacked
+        base_train = next(r["train_s"] for r in rows if r["model"] == base)
+        rows += score_model(
+            name,
+            stacked,
+            feats,
+            labels,
+            split,
+            tree,
+            train_s=base_train + svm_s + stack_s,
+            temperature=stacked.temperature,
+            alpha=stacked.alpha,
+        )
+    train_s = sum(r["train_s"] for r in rows if r["model"] in STACKED.values() and r["population"] == "all") / 2
     cascade_rows, cascade = evaluate_cascade(
-        models["text-only"], models["late-fusion"], feats, labels, split, tree, train_s=train_s
+        models[STACKED["text-only"]], models[STACKED["late-fusion"]], feats, labels, split, tree, train_s=train_s
     )
     rows += cascade_rows
     with_image_test = split.test[feats.masks["image"][split.test]]
@@ -345,17 +389,18 @@ def end_to_end_speed(
 
     started = time.perf_counter()
     blocks, masks = full_blocks(sub, text_blocks(sub))
-    models["late-fusion"].predict({m: blocks[m] for m in FUSION_MODALITIES}, masks={m: masks[m] for m in FUSION_MODALITIES})
+    stage1, stage2 = models[STACKED["text-only"]], models[STACKED["late-fusion"]]
+    stage2.predict({m: blocks[m] for m in stage2.modalities}, masks={m: masks[m] for m in stage2.modalities})
     multimodal_s = time.perf_counter() - started
 
     started = time.perf_counter()
     blocks = text_blocks(sub)
-    first = models["text-only"].predict({m: blocks[m] for m in TEXT_MODALITIES})
+    first = stage1.predict({m: blocks[m] for m in stage1.modalities})
     routed = np.flatnonzero(first.path_conf < threshold)
     if len(routed):
         part = sub.subset(routed)
         rb, rm = full_blocks(part, {m: b[routed] for m, b in blocks.items()})
-        models["late-fusion"].predict({m: rb[m] for m in FUSION_MODALITIES}, masks={m: rm[m] for m in FUSION_MODALITIES})
+        stage2.predict({m: rb[m] for m in stage2.modalities}, masks={m: rm[m] for m in stage2.modalities})
     cascade_s = time.perf_counter() - started
     return {
         "n": len(rows),

@@ -112,7 +112,7 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.classify import MODELS, add_joint, add_svm, add_tfidf, fit_model
+    from core.classify import MODELS, STACKED, add_joint, add_svm, add_tfidf, fit_model, stack_model
     from core.features import embed_catalogue
     from core.hierarchy import TaxonomyTree
     from core.joint import JointAligner
@@ -156,7 +156,9 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
             pool.submit(fit_model, specs[name], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
             for name in ("text-only", STAGE2)
         ]
-        stage1, stage2 = (job.result() for job in jobs)
+        neural1, neural2 = (job.result() for job in jobs)
+    stage1 = stack_model(neural1, svm, feats, cat.labels, split.calib)
+    stage2 = stack_model(neural2, svm, feats, cat.labels, split.calib)
     steps("stage-1 and stage-2 models")
     metrics, threshold = _metrics(stage1, stage2, feats, cat.labels, split, tree)
     steps("evaluation")
@@ -168,8 +170,9 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
         "split": "hash of (platform, external id): 70% fit / 10% calibration / 20% held out",
         "node_ids": _node_ids(factory, tree),
         "threshold": threshold,
-        "stage1": "text-only",
-        "stage2": STAGE2,
+        "stage1": STACKED["text-only"],
+        "stage2": STACKED[STAGE2],
+        "stacking": {"stage1": [stage1.temperature, stage1.alpha], "stage2": [stage2.temperature, stage2.alpha]},
         "encoders": feats.encoder_ids,
         "n_fit": len(split.fit),
         "n_test": len(split.test),
@@ -222,7 +225,7 @@ def train(
     with transaction(factory) as s:
         version = preds.register_model_version(
             s,
-            name=f"cascade text-only -> {STAGE2}",
+            name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)",
             metrics=metrics,
             params=params,
             artifact=str(fitted["folder"]),
@@ -254,7 +257,7 @@ def retrain(
     Returns:
         the new version's id.
     """
-    from core.classify import FUSION_MODALITIES, inputs
+    from core.classify import CASCADE_INPUTS, inputs
     from db import predictions as preds
     from db.repo import taxonomy_version
     from db.session import get_sessionmaker, transaction
@@ -272,14 +275,14 @@ def retrain(
     cascade = TwoStageCascade(stage1, stage2, threshold=fitted["params"]["threshold"])
     reuse = fitted["feats"] if len(labelled) == len(everyone) else None
     feats = _features_for(everyone, reuse, aligner, projector, svm, device=device, progress=progress)
-    X, masks = inputs(feats, FUSION_MODALITIES, np.arange(len(everyone)))
+    X, masks = inputs(feats, CASCADE_INPUTS, np.arange(len(everyone)))
     result = cascade.predict(X, masks=masks)
     rows = prediction_rows(factory, fitted["params"]["node_ids"], stage1.tree_, everyone.product_ids, result)
     params = {**fitted["params"], "predicted_key": data_key(everyone, fitted["params"]["encoders"])}
     with transaction(factory) as s:
         version = preds.register_model_version(
             s,
-            name=f"cascade text-only -> {STAGE2}",
+            name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)",
             metrics=fitted["metrics"],
             params=params,
             artifact=str(fitted["folder"]),
@@ -311,11 +314,11 @@ def _features_for(cat, feats, aligner, projector, svm, *, device=None, progress=
 
 def _metrics(stage1, stage2, feats, labels, split, tree) -> tuple[dict[str, Any], float]:
     from core.cascade import TwoStageCascade, choose_threshold, threshold_sweep
-    from core.classify import FUSION_MODALITIES, inputs, score
+    from core.classify import CASCADE_INPUTS, inputs, score
 
-    X, masks = inputs(feats, FUSION_MODALITIES, split.calib)
+    X, masks = inputs(feats, CASCADE_INPUTS, split.calib)
     chosen = choose_threshold(threshold_sweep(stage1, stage2, X, tree.encode([labels[i] for i in split.calib]), masks=masks))
-    X, masks = inputs(feats, FUSION_MODALITIES, split.test)
+    X, masks = inputs(feats, CASCADE_INPUTS, split.test)
     result = TwoStageCascade(stage1, stage2, threshold=chosen["threshold"]).predict(X, masks=masks)
     report = score(tree, [labels[i] for i in split.test], result.prediction.nodes)
     per_node = _per_leaf_f1(tree, [labels[i] for i in split.test], result.prediction.nodes)
@@ -370,13 +373,13 @@ def _save(folder: Path, *, aligner, projector, svm, stage1, stage2) -> None:
 def load_cascade(folder: str | Path, *, threshold: float, device=None):
     """(aligner, projector, svm, TwoStageCascade) from a model version's artifact folder."""
     from core.cascade import TwoStageCascade
-    from core.hierarchy import HierarchicalClassifier
     from core.joint import JointAligner
+    from core.stacking import StackedFusion
     from core.tfidf import TfidfProjector, TfidfSvmScores
 
     folder = Path(folder)
-    stage1 = HierarchicalClassifier.load(folder / "stage1", device=device)
-    stage2 = HierarchicalClassifier.load(folder / "stage2", device=device)
+    stage1 = StackedFusion.load(folder / "stage1", device=device)
+    stage2 = StackedFusion.load(folder / "stage2", device=device)
     cascade = TwoStageCascade(stage1, stage2, threshold=threshold)
     aligner = JointAligner.load(folder / "joint.pt", device=device)
     return aligner, TfidfProjector.load(folder / "tfidf"), TfidfSvmScores.load(folder / "svm"), cascade
@@ -400,12 +403,12 @@ def predict(
     if done == len(cat) and params.get("predicted_key") == data_key(cat, params["encoders"]) and not force:
         log(f"model version #{version_id} already predicted all {done} products: nothing to do")
         return 0
-    from core.classify import FUSION_MODALITIES, inputs
+    from core.classify import CASCADE_INPUTS, inputs
 
     aligner, projector, svm, cascade = load_cascade(artifact, threshold=params["threshold"], device=device)
     feats = _features_for(cat, None, aligner, projector, svm, device=device, progress=progress)
 
-    X, masks = inputs(feats, FUSION_MODALITIES, np.arange(len(cat)))
+    X, masks = inputs(feats, CASCADE_INPUTS, np.arange(len(cat)))
     result = cascade.predict(X, masks=masks)
     rows = prediction_rows(factory, params["node_ids"], cascade.stage1.tree_, cat.product_ids, result)
     with transaction(factory) as s:

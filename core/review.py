@@ -28,7 +28,13 @@ import numpy as np
 
 Progress = Callable[[str, int, int], None]
 MODALITIES = ("title", "tfidf", "image")
-RANKINGS = ("self_confidence", "margin", "flag_then_self_confidence", "raw_confidence (baseline)")
+RANKINGS = (
+    "self_confidence",
+    "margin",
+    "flag_then_self_confidence",
+    "raw_confidence (baseline)",
+    "disagreement_by_confidence (baseline)",
+)
 
 
 @dataclass
@@ -58,8 +64,10 @@ class IssueScores:
             key = (self.margin,)
         elif name == "flag_then_self_confidence":
             key = (self.self_confidence, ~self.flagged)
-        elif name == "raw_confidence (baseline)":
+        elif name == "raw_confidence (baseline)":  # least confident prediction first
             key = (self.max_confidence,)
+        elif name == "disagreement_by_confidence (baseline)":  # prediction != label, most confident first
+            key = (-self.max_confidence, self.margin >= 0)
         else:
             raise ValueError(f"unknown ranking {name!r}; use one of {RANKINGS}")
         return np.lexsort(key)
@@ -213,9 +221,15 @@ def score_catalogue(cat, *, folds: int = 4, seed: int = 0, device=None, progress
     return rows, issue_scores(tree, marginals, labels)
 
 
+def in_queue(scores: IssueScores) -> np.ndarray:
+    """(N,) bool: the model prefers another path to the label, or confident learning flags it and the label's
+    own probability is under one half."""
+    return (scores.margin < 0) | (scores.flagged & (scores.self_confidence < 0.5))
+
+
 def queue_rows(cat, rows: np.ndarray, scores: IssueScores, node_ids: dict[str, int]) -> list[dict[str, Any]]:
-    """Database rows of the review queue: products flagged, or whose label the model likes less than another path."""
-    keep = np.flatnonzero(scores.flagged | (scores.margin < 0))
+    """Database rows of the review queue (see `in_queue`)."""
+    keep = np.flatnonzero(in_queue(scores))
     out = []
     for j in keep:
         i = rows[j]
@@ -327,7 +341,7 @@ def benchmark(
         top = scores.ranking(name)[:k]
         hits = int(truth[top].sum())
         rankings[name] = {"precision_at_k": round(hits / k, 4), "recall_at_k": round(hits / k, 4), "hits": hits}
-    queued = scores.flagged | (scores.margin < 0)
+    queued = in_queue(scores)
     return {
         "n_products": len(cat),
         "n_flipped": k,

@@ -93,12 +93,12 @@ class TfidfSvmScores:
     """Per-path decision scores of a linear SVM on TF-IDF features of the title (word + character n-grams)
     and, when given, of the description (word n-grams), as a modality for fusion.
 
-    `fit` also computes out-of-fold scores for its own training rows (`oof_`, k-fold), so a fusion model
-    trained on them never sees scores from an SVM that saw the same product: late fusion of a sparse-text
-    model with the dense modalities, without leakage. Saved as JSON + .npy (never pickles).
+    With `folds` >= 2, `fit` also computes out-of-fold scores for its own training rows (`oof_`, k-fold), for
+    a model that learns from the scores without seeing ones from an SVM that saw the same product.
+    Saved as JSON + .npy (never pickles).
 
     Args:
-        folds: folds for the out-of-fold scores. C: SVM regularisation. seed: fold assignment.
+        folds: folds for the out-of-fold scores (0: none). C: SVM regularisation. seed: fold assignment.
     """
 
     def __init__(self, *, folds: int = 3, C: float = 0.5, seed: int = 0):
@@ -141,14 +141,14 @@ class TfidfSvmScores:
         if self.description_ is None:
             descriptions = None
         X, y = self._matrix(texts, descriptions), np.asarray(labels)
-        folds = list(KFold(self.folds, shuffle=True, random_state=self.seed).split(X))
+        folds = list(KFold(self.folds, shuffle=True, random_state=self.seed).split(X)) if self.folds >= 2 else []
         with ThreadPoolExecutor(2) as pool:  # liblinear releases the GIL
             full = pool.submit(self._svm, X, y)
             fold_models = list(pool.map(lambda f: self._svm(X[f[0]], y[f[0]]), folds))
             svm = full.result()
         self.classes_ = [str(c) for c in svm.classes_]
         self.coef_, self.intercept_ = svm.coef_.astype(np.float32), svm.intercept_.astype(np.float32)
-        self.oof_ = np.zeros((len(y), len(self.classes_)), np.float32)
+        self.oof_ = np.zeros((len(y), len(self.classes_)), np.float32) if folds else None
         for (_, held), fold in zip(folds, fold_models):
             cols = [self.classes_.index(str(c)) for c in fold.classes_]
             self.oof_[np.ix_(held, cols)] = fold.decision_function(X[held])

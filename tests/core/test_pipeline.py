@@ -86,11 +86,15 @@ def test_evaluate_compares_every_model_on_both_populations(small_db, factory, mo
         "early-fusion",
         "late-fusion",
         "attention-fusion",
+        "text-only + tfidf-svm (stacked)",
+        "late-fusion + tfidf-svm (stacked)",
         "two-stage cascade",
     }
     assert {(m, p) for m in names for p in ("with_images", "all")} | {("image-only", "with_images")} == set(rows)
     assert all(r["path_validity"] == 1.0 for r in rows.values())
     assert rows[("late-fusion", "all")]["hf1"] > 0.9 and rows[("tfidf-svm (baseline)", "all")]["hf1"] > 0.9
+    stacked = rows[("late-fusion + tfidf-svm (stacked)", "all")]
+    assert stacked["hf1"] > 0.9 and 0.0 <= stacked["alpha"] <= 1.0 and stacked["temperature"] > 0
     assert rows[("late-fusion", "all")]["n_test"] == result["split"]["test"] == 48
     assert rows[("late-fusion", "with_images")]["n_test"] == 24
     assert 0.0 <= rows[("two-stage cascade", "all")]["share_stage2"] <= 1.0

@@ -53,6 +53,9 @@ def test_issue_scores_flag_the_label_the_model_contradicts():
     assert scores.suggested[5] == ("A", "a1") and scores.suggested_confidence[5] == pytest.approx(0.96)
     assert scores.suggested[0] == ("A", "a2")  # the best path that is not the label
     assert scores.ranking("self_confidence")[0] == 5 and scores.ranking("margin")[0] == 5
+    assert scores.ranking("disagreement_by_confidence (baseline)")[0] == 5
+    assert scores.ranking("raw_confidence (baseline)")[0] == 1  # the least confident prediction (0.85)
+    assert review.in_queue(scores).tolist() == [False] * 5 + [True]
     assert scores.max_confidence[5] == pytest.approx(0.96)
     assert [r["level"] for r in scores.level_records(5)] == [1, 2] and scores.level_records(5)[0]["flag"] is True
 
