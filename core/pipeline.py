@@ -275,9 +275,14 @@ def retrain(
     cascade = TwoStageCascade(stage1, stage2, threshold=fitted["params"]["threshold"])
     reuse = fitted["feats"] if len(labelled) == len(everyone) else None
     feats = _features_for(everyone, reuse, aligner, projector, svm, device=device, progress=progress)
+    if progress:
+        progress("predict", 0, 2)
     X, masks = inputs(feats, CASCADE_INPUTS, np.arange(len(everyone)))
     result = cascade.predict(X, masks=masks)
     rows = prediction_rows(factory, fitted["params"]["node_ids"], stage1.tree_, everyone.product_ids, result)
+    log(f"predicted {len(everyone)} products ({(result.stage == 2).mean():.1%} by stage 2); storing them")
+    if progress:
+        progress("predict", 1, 2)
     params = {**fitted["params"], "predicted_key": data_key(everyone, fitted["params"]["encoders"])}
     with transaction(factory) as s:
         version = preds.register_model_version(
