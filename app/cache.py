@@ -57,15 +57,17 @@ def stats() -> list[dict[str, Any]]:
     return catalogue_stats(db_url(), data_version())
 
 
-def model_key() -> tuple[int | None, int | None]:
-    """(active model version id, last prediction id): changes when predictions do."""
+def model_key() -> tuple[int | None, str | None, int | None]:
+    """(active model version id, when it last predicted, last prediction id): changes when predictions do."""
     with factory()() as s:
         version = preds.active_model_version(s)
-        return (version.id if version else None), s.scalar(select(func.max(Prediction.id)))
+        if version is None:
+            return None, None, None
+        return version.id, version.params.get("predicted_at"), s.scalar(select(func.max(Prediction.id)))
 
 
 @st.cache_data(show_spinner="Loading predictions...", max_entries=4)
-def _predictions(url: str, version: tuple[int, int], key: tuple[int | None, int | None]):
+def _predictions(url: str, version: tuple[int, int], key: tuple):
     from core.prediction_view import prediction_frame
 
     if key[0] is None:

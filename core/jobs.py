@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -28,10 +29,16 @@ def start(db_url: str, *, kind: str, actor: str, params: dict[str, Any] | None =
 
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; use one of {KINDS}")
-    with transaction(get_sessionmaker(db_url)) as s:
+    factory = get_sessionmaker(db_url)
+    with transaction(factory) as s:
         job_id = jobs.start_job(s, kind=kind, params=params, actor=actor).id
     if spawn:
-        launch(db_url, job_id)
+        try:
+            launch(db_url, job_id)
+        except OSError as exc:
+            with transaction(factory) as s:
+                jobs.finish(s, job_id=job_id, error=f"could not start the job's process: {exc}")
+            raise
     return job_id
 
 
@@ -39,17 +46,21 @@ def launch(db_url: str, job_id: int) -> subprocess.Popen:
     """Start the job's process in its own session (it outlives the app's script run and the browser tab)."""
     logs = data_dir() / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
-    out = open(logs / f"job-{job_id}.log", "ab")  # noqa: SIM115 - handed to the child process
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "core", "--db", db_url, "job", "run", str(job_id)],
-        cwd=REPO_ROOT,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env=env,
-    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,  # through the environment: a password in the URL stays out of `ps`
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    with open(logs / f"job-{job_id}.log", "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "core", "job", "run", str(job_id)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
 
 
 class _Reporter:
@@ -99,6 +110,9 @@ def run_job(db_url: str, job_id: int, *, runners: dict[str, Callable[..., Any]] 
         kind, params = job.kind, dict(job.params)
     reporter = _Reporter(factory, job_id, STAGES.get(kind, {}))
     runner = (runners or RUNNERS)[kind]
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(factory, job_id, stop), daemon=True)
+    beat.start()
     try:
         result = runner(db_url, params, progress=reporter.progress, log=reporter.log)
     except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised for KeyboardInterrupt/SystemExit
@@ -109,10 +123,26 @@ def run_job(db_url: str, job_id: int, *, runners: dict[str, Callable[..., Any]] 
         if not isinstance(exc, Exception):
             raise
         return False
+    finally:
+        stop.set()
+        beat.join(timeout=5)
     with transaction(factory) as s:
         jobs.finish(s, job_id=job_id, result=result)
         assert s.get(Job, job_id).status == "done"
     return True
+
+
+def _heartbeat(factory, job_id: int, stop: threading.Event) -> None:
+    """Stamp the job's heartbeat while it runs (so other hosts can tell a live job from a dead one)."""
+    from db import jobs
+    from db.session import transaction
+
+    while not stop.wait(jobs.HEARTBEAT_S):
+        try:
+            with transaction(factory) as s:
+                jobs.heartbeat(s, job_id=job_id)
+        except Exception:  # noqa: BLE001 - a busy database must not kill the job; the next beat retries
+            continue
 
 
 def _retrain(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:

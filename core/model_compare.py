@@ -95,6 +95,8 @@ def compare_versions(session, *, old_id: int, new_id: int, min_change: float = 0
         {"n": held-out products, "levels": [{level, old: {...}, new: {...}}], "nodes": [{path, old_f1, new_f1,
         delta, support, new_node}], sorted by |delta| (new nodes first), "same_split": bool}.
     """
+    from sqlalchemy import select
+
     from db.models import ModelVersion
 
     old, new = session.get(ModelVersion, old_id), session.get(ModelVersion, new_id)
@@ -106,11 +108,15 @@ def compare_versions(session, *, old_id: int, new_id: int, min_change: float = 0
     levels_old, levels_new = level_scores(truth, preds[old.id]), level_scores(truth, preds[new.id])
     f1_old = node_f1([(t, preds[old.id].get(pid, "")) for pid, t in truth.items()])
     f1_new = node_f1([(t, preds[new.id].get(pid, "")) for pid, t in truth.items()])
-    known_old = set(old.params.get("node_ids", {}))
+    from db.models import TaxonomyNode
+
+    # "new" by node id, not by path: a renamed category is the same category
+    known_old = set(old.params.get("node_ids", {}).values())
+    ids_now = {path: i for path, i in session.execute(select(TaxonomyNode.path, TaxonomyNode.id))}
     nodes = []
     for path in sorted(set(f1_old) | set(f1_new)):
         a, b = f1_old.get(path, {"f1": 0.0, "support": 0}), f1_new.get(path, {"f1": 0.0, "support": 0})
-        is_new = path not in known_old
+        is_new = bool(known_old) and ids_now.get(path) not in known_old
         if is_new or abs(b["f1"] - a["f1"]) >= min_change:
             nodes.append(
                 {
@@ -127,6 +133,7 @@ def compare_versions(session, *, old_id: int, new_id: int, min_change: float = 0
         "n": len(truth),
         "levels": [{"level": o["level"], "old": o, "new": n} for o, n in zip(levels_old, levels_new)],
         "nodes": nodes,
-        "same_split": old.params.get("split") == new.params.get("split"),
+        "same_split": (old.params.get("split"), old.params.get("seed")) == (new.params.get("split"), new.params.get("seed"))
+        and old.params.get("split") is not None,
         "with_predictions": {v.id: len(preds[v.id]) for v in (old, new)},
     }

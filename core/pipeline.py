@@ -112,13 +112,20 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from sqlalchemy import select
+
     from core.classify import MODELS, STACKED, add_joint, add_svm, add_tfidf, fit_model, stack_model
     from core.features import embed_catalogue
     from core.hierarchy import TaxonomyTree
     from core.joint import JointAligner
     from core.tfidf import TfidfProjector
+    from db.models import TaxonomyNode
+    from db.repo import taxonomy_version
 
     steps = _Steps(TRAIN_STEPS, progress, log)
+    with factory() as s:  # the taxonomy as it was when the labels were read (renames during training are fine)
+        path_ids = dict(s.execute(select(TaxonomyNode.path, TaxonomyNode.id)).all())
+        taxonomy_at_load = taxonomy_version(s) or None
     feats = embed_catalogue(cat, device=device, progress=progress)
     key = data_key(cat, feats.encoder_ids)
     steps("features")
@@ -168,7 +175,7 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
         "data_key": key,
         "seed": seed,
         "split": "hash of (platform, external id): 70% fit / 10% calibration / 20% held out",
-        "node_ids": _node_ids(factory, tree),
+        "node_ids": _node_ids(path_ids, tree),
         "threshold": threshold,
         "stage1": STACKED["text-only"],
         "stage2": STACKED[STAGE2],
@@ -186,6 +193,7 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
         "models": (aligner, projector, svm, stage1, stage2),
         "feats": feats,
         "tree": tree,
+        "taxonomy_version": taxonomy_at_load,
     }
 
 
@@ -206,7 +214,6 @@ def train(
     """
     from core.features import embed_catalogue
     from db import predictions as preds
-    from db.repo import taxonomy_version
     from db.session import get_sessionmaker, transaction
 
     factory = get_sessionmaker(db_url)
@@ -229,7 +236,7 @@ def train(
             metrics=metrics,
             params=params,
             artifact=str(fitted["folder"]),
-            taxonomy_version_id=taxonomy_version(s) or None,
+            taxonomy_version_id=fitted["taxonomy_version"],
         )
         if activate or (activate is None and active is None):
             preds.activate_model_version(s, version_id=version.id, actor="train")
@@ -259,7 +266,6 @@ def retrain(
     """
     from core.classify import CASCADE_INPUTS, inputs
     from db import predictions as preds
-    from db.repo import taxonomy_version
     from db.session import get_sessionmaker, transaction
 
     started = time.perf_counter()
@@ -283,7 +289,7 @@ def retrain(
     log(f"predicted {len(everyone)} products ({(result.stage == 2).mean():.1%} by stage 2); storing them")
     if progress:
         progress("predict", 1, 2)
-    params = {**fitted["params"], "predicted_key": data_key(everyone, fitted["params"]["encoders"])}
+    params = fitted["params"]
     with transaction(factory) as s:
         version = preds.register_model_version(
             s,
@@ -291,9 +297,10 @@ def retrain(
             metrics=fitted["metrics"],
             params=params,
             artifact=str(fitted["folder"]),
-            taxonomy_version_id=taxonomy_version(s) or None,
+            taxonomy_version_id=fitted["taxonomy_version"],
         )
         preds.replace_predictions(s, model_version_id=version.id, rows=rows)
+        preds.mark_predicted(s, model_version_id=version.id, key=data_key(everyone, params["encoders"]))
         preds.activate_model_version(s, version_id=version.id, actor=actor)
         version_id = version.id
     log(
@@ -339,16 +346,10 @@ def _metrics(stage1, stage2, feats, labels, split, tree) -> tuple[dict[str, Any]
     return metrics, float(chosen["threshold"])
 
 
-def _node_ids(factory, tree) -> dict[str, int]:
+def _node_ids(path_ids: dict[str, int], tree) -> dict[str, int]:
     """Database node id of every path prefix the model can predict (ids survive later renames)."""
-    from sqlalchemy import select
-
-    from db.models import TaxonomyNode
-
-    with factory() as s:
-        ids = dict(s.execute(select(TaxonomyNode.path, TaxonomyNode.id)).all())
     prefixes = {" > ".join(p[: i + 1]) for p in tree.decode(tree.leaf_paths()) for i in range(len(p))}
-    return {path: ids[path] for path in prefixes}
+    return {path: path_ids[path] for path in prefixes}
 
 
 def _per_leaf_f1(tree, true_paths: list, pred_nodes: np.ndarray) -> dict[str, dict[str, float]]:

@@ -50,6 +50,7 @@ class IssueScores:
     suggested: list[tuple[str, ...]]
     suggested_confidence: np.ndarray  # (N,)
     max_confidence: np.ndarray  # (N,) P(most probable leaf path): the raw-confidence baseline
+    alone: np.ndarray  # (N,) bool, the only product on its label path: out of fold, nothing saw that path
 
     @property
     def score(self) -> np.ndarray:
@@ -89,11 +90,19 @@ class IssueScores:
         return out
 
 
-def fold_ids(n: int, folds: int, seed: int) -> np.ndarray:
-    """(n,) fold number of each row, a seeded balanced assignment."""
-    order = np.random.default_rng(seed).permutation(n)
-    out = np.empty(n, np.int64)
-    out[order] = np.arange(n) % folds
+def fold_ids(labels: list[tuple[str, ...]], folds: int, seed: int) -> np.ndarray:
+    """(n,) fold number of each row: seeded and stratified by label path, so every path with at least two
+    products has training examples outside each of its products' folds."""
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, path in enumerate(labels):
+        groups.setdefault(tuple(path), []).append(i)
+    out = np.empty(len(labels), np.int64)
+    offset = 0
+    for rows in groups.values():
+        rows = rng.permutation(rows)
+        out[rows] = (np.arange(len(rows)) + offset) % folds  # rotate so small paths do not all start in fold 0
+        offset += len(rows)
     return out
 
 
@@ -118,7 +127,7 @@ def out_of_fold_marginals(
     if folds < 2:
         raise ValueError("out-of-fold scores need at least 2 folds")
     tree = TaxonomyTree.from_paths(labels)
-    fold = fold_ids(len(labels), folds, seed)
+    fold = fold_ids(labels, folds, seed)
     marginals = [np.zeros((len(labels), size), np.float32) for size in tree.sizes]
     modalities = list(X)
     for k in range(folds):
@@ -137,7 +146,10 @@ def out_of_fold_marginals(
 
 def issue_scores(tree, marginals: list[np.ndarray], labels: list[tuple[str, ...]]) -> IssueScores:
     """Self-confidence, normalised margin and confident-learning flags of `labels` under `marginals`."""
+    from collections import Counter
+
     n, depth = len(labels), tree.depth
+    path_count = Counter(tuple(p) for p in labels)
     given = tree.encode(labels)  # (N, depth), -1 past the label's end
     level_sc = np.full((n, depth), np.nan)
     level_margin = np.full((n, depth), np.nan)
@@ -151,11 +163,12 @@ def issue_scores(tree, marginals: list[np.ndarray], labels: list[tuple[str, ...]
         others = P.copy()
         others[rows, g] = -np.inf
         level_sc[has, level] = p_given[has]
-        level_margin[has, level] = (p_given - others.max(1))[has]
+        best_other = others.max(1) if P.shape[1] > 1 else np.zeros(n)  # a level with one node has no rival
+        level_margin[has, level] = (p_given - best_other)[has]
         # confident joint: per-class thresholds from the products labelled with the class
         sums = np.bincount(g[has], weights=p_given[has], minlength=P.shape[1])
-        support = np.bincount(g[has], minlength=P.shape[1])
-        thresholds = np.where(support > 0, sums / np.maximum(support, 1), np.inf)
+        labelled = np.bincount(g[has], minlength=P.shape[1])
+        thresholds = np.where(labelled > 0, sums / np.maximum(labelled, 1), np.inf)
         above = np.where(P >= thresholds[None, :], P, -np.inf)
         assigned = above.argmax(1)
         confident = np.isfinite(above.max(1))
@@ -184,6 +197,7 @@ def issue_scores(tree, marginals: list[np.ndarray], labels: list[tuple[str, ...]
         suggested=suggested,
         suggested_confidence=best_other_p,
         max_confidence=leaf_p.max(1),
+        alone=np.array([path_count[tuple(p)] == 1 for p in labels], bool),
     )
 
 
@@ -223,8 +237,8 @@ def score_catalogue(cat, *, folds: int = 4, seed: int = 0, device=None, progress
 
 def in_queue(scores: IssueScores) -> np.ndarray:
     """(N,) bool: the model prefers another path to the label, or confident learning flags it and the label's
-    own probability is under one half."""
-    return (scores.margin < 0) | (scores.flagged & (scores.self_confidence < 0.5))
+    own probability is under one half; never a product that is alone on its path (no model could learn it)."""
+    return ((scores.margin < 0) | (scores.flagged & (scores.self_confidence < 0.5))) & ~scores.alone
 
 
 def queue_rows(cat, rows: np.ndarray, scores: IssueScores, node_ids: dict[str, int]) -> list[dict[str, Any]]:

@@ -272,11 +272,13 @@ STRUCTURAL = {"add_node", "rename_node", "move_node", "merge_node", "retire_node
 
 
 def _register_proposal_actions() -> None:
+    from db.predictions import UNDO as MODEL_UNDO
     from db.proposals import UNDO as PROPOSAL_UNDO
     from db.review import UNDO as REVIEW_UNDO
 
     UNDO.update(PROPOSAL_UNDO)
     UNDO.update(REVIEW_UNDO)
+    UNDO.update(MODEL_UNDO)
 
 
 _register_proposal_actions()

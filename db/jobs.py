@@ -8,7 +8,8 @@ A job whose process died without finishing (killed, machine restarted) is marked
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
@@ -19,6 +20,14 @@ from db.repo import CurationError
 
 ACTIVE = ("queued", "running")
 LOG_LIMIT = 20_000  # characters of log kept per job (the newest)
+HEARTBEAT_S = 15  # a running job's process stamps heartbeat_at this often
+STALE_S = 120  # a running job without a heartbeat for this long is dead (another host, a reused pid)
+NEVER_STARTED_S = 300  # a queued job whose process never claimed it
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they are UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _alive(pid: int | None) -> bool:
@@ -38,15 +47,38 @@ def _alive(pid: int | None) -> bool:
 
 
 def reap(session: Session) -> list[int]:
-    """Mark running jobs whose process is gone as failed; returns their ids."""
+    """Mark jobs that can no longer finish as failed; returns their ids.
+
+    A running job is dead when its process is gone (same host) or its heartbeat is stale (any host: a process
+    on another machine, or a pid reused after a restart); a queued job is dead when no process claimed it.
+    """
+    now, here = datetime.now(UTC), socket.gethostname()
     dead = []
-    for job in session.scalars(select(Job).where(Job.status == "running")):
-        if not _alive(job.pid):
-            job.status, job.finished_at = "failed", datetime.now(UTC)
-            job.error = job.error or f"The job's process (pid {job.pid}) ended without finishing (killed or crashed)."
+    for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE))):
+        beat = _utc(job.heartbeat_at) or _utc(job.started_at) or _utc(job.created_at)
+        if job.status == "queued":
+            why = (
+                f"The job was queued at {_utc(job.created_at):%H:%M:%S} but no process started it."
+                if now - _utc(job.created_at) > timedelta(seconds=NEVER_STARTED_S)
+                else None
+            )
+        elif job.host in (None, here) and not _alive(job.pid):
+            why = f"The job's process (pid {job.pid}) ended without finishing (killed or crashed)."
+        elif now - beat > timedelta(seconds=STALE_S):
+            why = f"The job's process (pid {job.pid} on {job.host}) stopped reporting at {beat:%H:%M:%S}."
+        else:
+            why = None
+        if why:
+            job.status, job.finished_at, job.error = "failed", now, job.error or why
             dead.append(job.id)
     session.flush()
     return dead
+
+
+def heartbeat(session: Session, *, job_id: int) -> None:
+    job = session.get(Job, job_id)
+    if job is not None and job.status == "running":
+        job.heartbeat_at = datetime.now(UTC)
 
 
 def start_job(session: Session, *, kind: str, params: dict[str, Any] | None = None, actor: str = "") -> Job:
@@ -71,7 +103,15 @@ def claim(session: Session, *, job_id: int, pid: int) -> Job:
         raise CurationError(f"Unknown job #{job_id}.")
     if job.status != "queued":
         raise CurationError(f"Job #{job_id} is {job.status}, not queued.")
-    job.status, job.pid, job.started_at, job.message = "running", pid, datetime.now(UTC), "started"
+    now = datetime.now(UTC)
+    job.status, job.pid, job.host, job.started_at, job.heartbeat_at, job.message = (
+        "running",
+        pid,
+        socket.gethostname(),
+        now,
+        now,
+        "started",
+    )
     return job
 
 

@@ -52,6 +52,23 @@ def activate_model_version(session: Session, *, version_id: int, actor: str) -> 
     return version
 
 
+def _undo_activate(session: Session, event) -> None:
+    """Give the active role back to the version that had it before (none: no version active)."""
+    current = active_model_version(session)
+    if current is None or current.id != event.after["version_id"]:
+        raise CurationError(f"Cannot undo #{event.id} ({event.summary}): another version was activated since; undo that first.")
+    previous_id = event.before.get("version_id")
+    previous = session.get(ModelVersion, previous_id) if previous_id is not None else None
+    if previous_id is not None and previous is None:
+        raise CurationError(f"Cannot undo #{event.id}: model version #{previous_id} no longer exists.")
+    current.status = "archived"
+    if previous is not None:
+        previous.status = "active"
+
+
+UNDO = {"activate_model": _undo_activate}
+
+
 def replace_predictions(session: Session, *, model_version_id: int, rows: list[dict[str, Any]]) -> int:
     """Store a model version's predictions, replacing any earlier ones of that version.
 
@@ -72,9 +89,11 @@ def prediction_count(session: Session, *, model_version_id: int) -> int:
 
 
 def mark_predicted(session: Session, *, model_version_id: int, key: str) -> None:
-    """Record the data key the version's stored predictions were made on (so re-runs can be skipped)."""
+    """Record the data key the version's stored predictions were made on (so re-runs can be skipped), and when."""
+    from datetime import UTC, datetime
+
     version = session.get(ModelVersion, model_version_id)
-    version.params = {**version.params, "predicted_key": key}
+    version.params = {**version.params, "predicted_key": key, "predicted_at": datetime.now(UTC).isoformat()}
 
 
 def prediction_table(session: Session, *, model_version_id: int) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, Label, Platform, Product, ReviewItem, TaxonomyNode
@@ -21,6 +21,7 @@ from db.repo import (
     follow_redirects,
     image_location,
     set_label,
+    subtree,
     write_audit,
 )
 
@@ -84,10 +85,10 @@ def queue(
     if platform:
         stmt = stmt.where(Platform.name == platform)
     if node_id is not None:
-        node = session.get(TaxonomyNode, node_id)
-        if node is None:
+        if session.get(TaxonomyNode, node_id) is None:
             raise CurationError(f"Unknown category id {node_id}.")
-        stmt = stmt.where((label_node.c.path == node.path) | label_node.c.path.startswith(node.path + " > "))
+        node = session.get(TaxonomyNode, node_id)
+        stmt = stmt.where(label_node.c.id.in_([n.id for n in subtree(session, node)]))
     out = []
     for r in session.execute(stmt.limit(limit)):
         item = r.ReviewItem
@@ -152,8 +153,17 @@ def decide(session: Session, *, item_id: int, decision: str, actor: str, node_id
         target = active_node(session, node_id)
     if target.status != "active":
         raise CurationError(f"{target.path!r} is {target.status}; choose an active category.")
+    # claim the item atomically: of two people deciding it at the same time, one wins, the other is told
+    claimed = session.execute(
+        update(ReviewItem)
+        .where(ReviewItem.id == item_id, ReviewItem.status == "open")
+        .values(status=DECISIONS[decision], decided_by=actor, decided_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        raise CurationError(f"Review item {item_id} was just decided by someone else; the queue has moved on.")
+    session.refresh(item)
     old = set_label(session, product_id=item.product_id, node_id=target.id, source="human", actor=actor)
-    item.status, item.decided_by, item.decided_at = DECISIONS[decision], actor, datetime.now(UTC)
     verb = {"accept": "Accepted the suggestion", "keep": "Kept the label", "choose": "Chose"}[decision]
     write_audit(
         session,
@@ -174,6 +184,11 @@ def _undo_decision(session: Session, event: AuditEvent) -> None:
         raise CurationError(
             f"Cannot undo #{event.id} ({event.summary}): the product was relabelled again later; undo that first."
         )
+    if before["human_node_id"] is not None:
+        previous = session.get(TaxonomyNode, before["human_node_id"])
+        if previous is None or previous.status != "active":
+            where = previous.path if previous else f"category {before['human_node_id']}"
+            raise CurationError(f"Cannot undo #{event.id}: the product's earlier category {where!r} has been retired since.")
     set_label(session, product_id=before["product_id"], node_id=before["human_node_id"], source="human", actor=event.actor)
     item.status, item.decided_by, item.decided_at = "open", None, None
 

@@ -80,7 +80,10 @@ min_score = f3.slider(
 skipped = st.session_state.setdefault("review_skipped", [])
 with cache.factory()() as s:
     items = db_review.queue(s, node_id=node, platform=platform, min_score=min_score, limit=200 + len(skipped))
-pending = [i for i in items if i["id"] not in skipped] or items
+pending = [i for i in items if i["id"] not in skipped]
+if items and not pending:  # every item was skipped: start the round again
+    skipped.clear()
+    pending = items
 if not pending:
     st.success("Nothing left to review with these filters.")
 else:
@@ -114,11 +117,11 @@ else:
                 )
         b1, b2, b3 = st.columns(3)
         decided = None
-        if b1.button("Accept suggestion", key="review_accept", type="primary", shortcut="a", width="stretch"):
+        if b1.button("Accept suggestion", key=f"review_accept_{item['id']}", type="primary", shortcut="a", width="stretch"):
             decided = ("accept", None)
-        if b2.button("Keep label", key="review_keep", shortcut="k", width="stretch"):
+        if b2.button("Keep label", key=f"review_keep_{item['id']}", shortcut="k", width="stretch"):
             decided = ("keep", None)
-        if b3.button("Next (skip)", key="review_skip", shortcut="n", width="stretch"):
+        if b3.button("Next (skip)", key=f"review_skip_{item['id']}", shortcut="n", width="stretch"):
             skipped.append(item["id"])
             st.rerun()
         active = [r["id"] for r in rows]
@@ -131,7 +134,7 @@ else:
             format_func=lambda i: by_id[i]["path"],
             placeholder="Search the taxonomy…",
         )
-        if c2.button("Relabel", key="review_choose", shortcut="l", disabled=choice is None, width="stretch"):
+        if c2.button("Relabel", key=f"review_choose_{item['id']}", shortcut="l", disabled=choice is None, width="stretch"):
             decided = ("choose", choice)
         st.caption("Keys: **A** accept · **K** keep · **N** next · **L** relabel with the chosen category")
         if decided:

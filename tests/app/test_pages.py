@@ -342,20 +342,23 @@ def test_review_page_without_a_queue_starts_scoring_in_the_background(app_env, n
 
 def test_review_page_accept_keep_choose_skip_and_undo(app_env, with_review):
     (p1, l1, s1), (p2, l2, _), (p3, l3, _) = with_review
+    key = lambda action, pid: f"review_{action}_{item_id(app_env, pid)}"  # noqa: E731
     at = run_page("review")
     assert {m.label: m.value for m in at.metric}["To review"] == "3"
     assert at.subheader[0].value == repo_title(app_env, p1)  # the highest score first
-    at.button(key="review_accept").click().run()
+    at.button(key=key("accept", p1)).click().run()
     assert label_path(app_env, p1) == (s1, "human")
     assert at.subheader[0].value == repo_title(app_env, p2) and "labelled" in at.success[0].value
-    at.button(key="review_skip").click().run()
+    at.button(key=key("skip", p2)).click().run()
     assert at.subheader[0].value == repo_title(app_env, p3)
     target = first_leaf(app_env)
     at.selectbox(key=f"review_choice_{item_id(app_env, p3)}").set_value(target["id"]).run()
-    at.button(key="review_choose").click().run()
+    at.button(key=key("choose", p3)).click().run()
     assert label_path(app_env, p3) == (target["path"], "human")
     assert at.subheader[0].value == repo_title(app_env, p2)  # only the skipped one is left
-    at.button(key="review_keep").click().run()
+    at.button(key=key("skip", p2)).click().run()  # skipping the last one starts the round again
+    assert at.subheader[0].value == repo_title(app_env, p2)
+    at.button(key=key("keep", p2)).click().run()
     assert label_path(app_env, p2) == (l2, "human")
     assert "Nothing left to review" in at.success[-1].value
     undo = next(b for b in at.button if b.key and b.key.startswith("undo_"))

@@ -138,3 +138,36 @@ def test_a_killed_retrain_process_is_reaped_and_changes_nothing(small_db, factor
         assert preds.active_model_version(s).id == first
         assert s.scalar(select(func.count(ModelVersion.id))) == 1
         assert s.scalar(select(func.count(Prediction.id)).where(Prediction.model_version_id != first)) == 0
+
+
+def test_reap_uses_the_heartbeat_for_other_hosts_and_fails_jobs_that_never_started(factory, db_url):
+    from datetime import UTC, datetime, timedelta
+
+    running = jobs.start(db_url, kind="retrain", actor="ann", spawn=False)
+    queued = jobs.start(db_url, kind="review", actor="ann", spawn=False)
+    with transaction(factory) as s:
+        job = db_jobs.claim(s, job_id=running, pid=os.getpid())  # alive here, but pretend it runs elsewhere
+        job.host = "another-host"
+    with transaction(factory) as s:
+        assert db_jobs.reap(s) == []  # fresh heartbeat, fresh queue entry
+    old = datetime.now(UTC) - timedelta(minutes=10)
+    with transaction(factory) as s:
+        s.get(Job, running).heartbeat_at = old
+        s.get(Job, queued).created_at = old
+    with transaction(factory) as s:
+        assert sorted(db_jobs.reap(s)) == sorted([running, queued])
+    with factory() as s:
+        assert "stopped reporting" in s.get(Job, running).error and "no process started it" in s.get(Job, queued).error
+
+
+def test_a_job_whose_process_cannot_start_is_failed_at_once(factory, db_url, monkeypatch):
+    def broken(url, job_id):
+        raise OSError("no such interpreter")
+
+    monkeypatch.setattr("core.jobs.launch", broken)
+    with pytest.raises(OSError):
+        jobs.start(db_url, kind="retrain", actor="ann")
+    with factory() as s:
+        job = s.scalars(select(Job)).one()
+        assert job.status == "failed" and "no such interpreter" in job.error
+    monkeypatch.undo()

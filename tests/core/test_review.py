@@ -112,3 +112,23 @@ def test_run_review_queues_the_products_relabelled_wrongly(small_db, factory):
     assert all(item["label"] == "Footwear > Shoes > Heels" and not item["label_changed"] for item in items[:3])
     with factory() as s:
         assert s.scalar(select(ReviewItem.run_key)) is not None
+
+
+def test_a_level_with_one_node_has_finite_margins_and_lonely_paths_are_not_queued():
+    paths = [("X", "x1"), ("X", "x2"), ("X", "x2")]
+    tree = TaxonomyTree.from_paths(paths)
+    marginals = [np.ones((3, 1), np.float32), np.array([[0.1, 0.9], [0.2, 0.8], [0.9, 0.1]], np.float32)]
+    scores = review.issue_scores(tree, marginals, paths)
+    assert np.isfinite(scores.level_margin).all() and scores.level_margin[:, 0].tolist() == [1.0, 1.0, 1.0]
+    assert scores.alone.tolist() == [True, False, False]
+    assert review.in_queue(scores).tolist() == [False, False, True]  # row 0 looks wrong but its path has one product
+
+
+def test_folds_are_stratified_by_path():
+    labels = [("A", "a")] * 7 + [("B", "b")] * 2 + [("C", "c")] * 3
+    folds = review.fold_ids(labels, 3, seed=0)
+    for path in set(labels):
+        rows = [i for i, p in enumerate(labels) if p == path]
+        counts = np.bincount(folds[rows], minlength=3)
+        assert counts.max() - counts.min() <= 1  # spread over the folds
+        assert len(set(folds[rows].tolist())) == min(3, len(rows))

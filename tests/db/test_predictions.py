@@ -95,3 +95,27 @@ def test_activation_archives_the_previous_version_and_is_audited(factory, labell
     with pytest.raises(CurationError, match="Unknown model version"):
         with transaction(factory) as s:
             preds.activate_model_version(s, version_id=999, actor="t")
+
+
+def test_activation_is_undoable(factory):
+    from db import curation
+    from db.models import AuditEvent
+
+    with transaction(factory) as s:
+        first = preds.register_model_version(s, name="a", metrics={}, params={}, artifact=None).id
+        second = preds.register_model_version(s, name="b", metrics={}, params={}, artifact=None).id
+        preds.activate_model_version(s, version_id=first, actor="t")
+        preds.activate_model_version(s, version_id=second, actor="t")
+    with factory() as s:
+        activate_first, activate_second = s.scalars(select(AuditEvent.id).order_by(AuditEvent.id)).all()
+    with pytest.raises(CurationError, match="another version was activated since"):
+        with transaction(factory) as s:
+            curation.undo(s, event_id=activate_first, actor="t")
+    with transaction(factory) as s:
+        curation.undo(s, event_id=activate_second, actor="t")  # roll back to the first
+    with factory() as s:
+        assert preds.active_model_version(s).id == first
+    with transaction(factory) as s:
+        curation.undo(s, event_id=activate_first, actor="t")
+    with factory() as s:
+        assert preds.active_model_version(s) is None

@@ -158,3 +158,31 @@ def test_undo_of_an_added_category_is_refused_while_review_items_point_at_it(fac
     with pytest.raises(CurationError, match="review items"):
         with transaction(factory) as s:
             curation.undo(s, event_id=event, actor="t")
+
+
+def test_two_people_deciding_the_same_item_one_wins(factory, queue):
+    first = queue["items"][0]
+    late = factory()
+    late.get(ReviewItem, first)  # Bob's page loaded the item while it was open
+    decide(factory, item_id=first, decision="accept")  # Ann decides first
+    with pytest.raises(CurationError, match="already decided|just decided"):
+        review.decide(late, item_id=first, decision="keep", actor="bob")
+    late.rollback()
+    late.close()
+    assert label_of(factory, queue["products"][0]) == ("Footwear > Shoes > Flats", "human")
+    with factory() as s:
+        assert s.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "review_decision")) == 1
+
+
+def test_undo_refuses_to_restore_a_retired_category(factory, queue):
+    with transaction(factory) as s:
+        curation.relabel_product(s, product_id=queue["products"][0], node_id=queue["sandals"], actor="t")
+    decide(factory, item_id=queue["items"][0], decision="accept")  # human label Sandals -> Flats
+    with factory() as s:
+        decision = s.scalar(select(func.max(AuditEvent.id)))
+    with transaction(factory) as s:
+        curation.retire_node(s, node_id=queue["sandals"], target_id=queue["flats"], actor="t")
+    with pytest.raises(CurationError, match="retired since"):
+        with transaction(factory) as s:
+            curation.undo(s, event_id=decision, actor="ann")
+    assert label_of(factory, queue["products"][0]) == ("Footwear > Shoes > Flats", "human")
