@@ -330,4 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "db", None) is None:
         args.db = config.database_url()
+    if args.command != "db":
+        from db.session import upgrade
+
+        upgrade(args.db)  # idempotent: every step runs on the current schema
     return args.func(args)

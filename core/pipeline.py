@@ -98,14 +98,14 @@ class _Steps:
             self.progress("train", self.done, len(self.names))
 
 
-TRAIN_STEPS = ["features", "tfidf projection", "title-photo aligner", "svm scores", "stage-1 and stage-2 models", "evaluation"]
+TRAIN_STEPS = ["features", "tfidf projection", "title-photo aligner", "svm and stage-1 and stage-2 models", "evaluation"]
 
 
 def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress | None = None, log=print) -> dict[str, Any]:
     """Fit every part of a model version on `cat` (labelled products) and save it under data/models.
 
     The label-free parts (TF-IDF projection, title-photo aligner) are reused from data/models/cache when
-    the fit products are the same; the two stage models train in parallel threads.
+    the fit products are the same; the SVM and the two neural models train in parallel threads.
 
     Returns:
         {"folder", "metrics", "params", "models": (aligner, projector, svm, stage1, stage2), "feats", "tree"}.
@@ -155,18 +155,19 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
     feats.masks["joint"] = np.ones(len(cat), bool)
     steps("title-photo aligner")
-    svm = add_svm(feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
-    steps("svm scores")
     specs = {spec.name: spec for spec in MODELS}
-    with ThreadPoolExecutor(2) as pool:
+    # the SVM (one liblinear thread) and the two neural models (one torch thread each) are independent
+    with ThreadPoolExecutor(3) as pool:
+        svm_job = pool.submit(add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
         jobs = [
             pool.submit(fit_model, specs[name], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
             for name in ("text-only", STAGE2)
         ]
+        svm = svm_job.result()
         neural1, neural2 = (job.result() for job in jobs)
     stage1 = stack_model(neural1, svm, feats, cat.labels, split.calib)
     stage2 = stack_model(neural2, svm, feats, cat.labels, split.calib)
-    steps("stage-1 and stage-2 models")
+    steps("svm and stage-1 and stage-2 models")
     metrics, threshold = _metrics(stage1, stage2, feats, cat.labels, split, tree)
     steps("evaluation")
     folder = data_dir() / "models" / f"{time.strftime('%Y%m%d-%H%M%S')}-{key[:8]}"
