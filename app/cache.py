@@ -207,7 +207,8 @@ def _scatter(url: str, version: tuple[int, int], key: tuple, slug: str, colour: 
                 for m in p.members
             }
     names = group_names(colour, ids, clusters=data["clusters"], depth=depth, **extra)
-    return {"groups": scatter_groups(ids, data["xy"], names), "meta": data["meta"], "n": len(ids)}
+    most = 100 if colour in ("proposal", "cluster") else 24  # every proposal gets its own legend entry
+    return {"groups": scatter_groups(ids, data["xy"], names, max_groups=most), "meta": data["meta"], "n": len(ids)}
 
 
 def scatter(slug: str, colour: str, depth: int) -> dict[str, Any] | None:
