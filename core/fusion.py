@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -32,8 +33,24 @@ def _modules() -> dict:
 
     from core.hierarchy import level_heads
 
+    class SeededDropout(nn.Module):
+        """Dropout drawing from the model's own generator (see `seed_dropout`), not torch's global one, so models
+        trained side by side in threads stay repeatable. Without a generator it behaves like nn.Dropout."""
+
+        def __init__(self, p: float):
+            super().__init__()
+            self.p, self.generator = float(p), None
+
+        def forward(self, x):
+            if not self.training or self.p == 0.0:
+                return x
+            if self.generator is None:
+                return nn.functional.dropout(x, self.p, True)
+            keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
+            return x * keep.to(x.dtype) / (1.0 - self.p)
+
     def block(in_dim: int, hidden: int, dropout: float) -> nn.Module:
-        return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout))
+        return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.GELU(), SeededDropout(dropout))
 
     def zero_missing(xs, mask):
         return [x * mask[:, i : i + 1].to(x.dtype) for i, x in enumerate(xs)]
@@ -75,7 +92,9 @@ def _modules() -> dict:
             self.modality_emb = nn.Parameter(0.02 * torch.randn(len(input_dims), hidden))
             self.attn = nn.MultiheadAttention(hidden, num_heads, dropout=dropout, batch_first=True)
             self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-            self.ff = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * hidden, hidden))
+            self.ff = nn.Sequential(
+                nn.Linear(hidden, 2 * hidden), nn.GELU(), SeededDropout(dropout), nn.Linear(2 * hidden, hidden)
+            )
             self.heads = level_heads(hidden, level_sizes)
 
         def forward(self, xs, mask):
@@ -87,7 +106,26 @@ def _modules() -> dict:
             w = present.unsqueeze(-1).to(tokens.dtype)
             return self.heads((tokens * w).sum(1) / w.sum(1)), []
 
-    return {"EarlyFusion": EarlyFusion, "LateFusion": LateFusion, "AttentionFusion": AttentionFusion}
+    return {
+        "EarlyFusion": EarlyFusion,
+        "LateFusion": LateFusion,
+        "AttentionFusion": AttentionFusion,
+        "SeededDropout": SeededDropout,
+    }
+
+
+def seed_dropout(model, seed: int) -> None:
+    """Give every SeededDropout of `model` one generator seeded with `seed` (on the model's device)."""
+    import torch
+
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    for module in model.modules():
+        if isinstance(module, _modules()["SeededDropout"]):
+            module.generator = generator
+
+
+BUILD_LOCK = threading.Lock()  # weight initialisation draws from torch's global generator: one model at a time
 
 
 @contextlib.contextmanager

@@ -447,13 +447,15 @@ class HierarchicalClassifier:
     def _fit(self, X: dict, y_paths: Sequence[Sequence[str]], masks: dict | None) -> HierarchicalClassifier:
         import torch
 
-        from core.fusion import train_fusion
+        from core.fusion import BUILD_LOCK, seed_dropout, train_fusion
 
-        torch.manual_seed(self.params["seed"])
         device = _resolve_device(self.device)
         self.tree_ = self.tree if self.tree is not None else TaxonomyTree.from_paths(y_paths)
         self.input_dims_ = [int(np.asarray(X[m]).shape[1]) for m in self.modalities]
-        self.model_ = self._build().to(device)
+        with BUILD_LOCK:  # repeatable initial weights even when models are built in parallel threads
+            torch.manual_seed(self.params["seed"])
+            self.model_ = self._build().to(device)
+        seed_dropout(self.model_, self.params["seed"])
         xs, mask = self._tensors(X, masks, device)
         targets = torch.as_tensor(self.tree_.encode(y_paths), device=device)
         child_masks = [None] + [torch.as_tensor(self.tree_.child_mask(lv), device=device) for lv in range(1, self.tree_.depth)]

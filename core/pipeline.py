@@ -105,7 +105,7 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     """Fit every part of a model version on `cat` (labelled products) and save it under data/models.
 
     The label-free parts (TF-IDF projection, title-photo aligner) are reused from data/models/cache when
-    the fit products are the same; the SVM and the two neural models train in parallel threads.
+    the fit products are the same; the SVM and the two neural models train side by side in threads.
 
     Returns:
         {"folder", "metrics", "params", "models": (aligner, projector, svm, stage1, stage2), "feats", "tree"}.
@@ -156,7 +156,8 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     feats.masks["joint"] = np.ones(len(cat), bool)
     steps("title-photo aligner")
     specs = {spec.name: spec for spec in MODELS}
-    # the SVM (one liblinear thread) and the two neural models (one torch thread each) are independent
+    # the SVM (one liblinear thread) and the two neural models (one torch thread each; initialisation and dropout
+    # are seeded per model, see core.fusion.seed_dropout) are independent: they train side by side
     with ThreadPoolExecutor(3) as pool:
         svm_job = pool.submit(add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
         jobs = [

@@ -230,3 +230,21 @@ def test_fixed_tree_keeps_unseen_nodes():
     clf.fit({"text": X["text"]}, y)
     assert clf.tree_.sizes[0] == 4
     assert clf.tree_.is_valid(clf.predict({"text": X["text"]}).nodes).all()
+
+
+def test_models_trained_side_by_side_in_threads_match_sequential_training():
+    """Initialisation and dropout are seeded per model, so threads do not change what a seeded model learns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y, masks = labelled_data(300, seed=4)
+
+    def fit(seed):
+        clf = HierarchicalClassifier(fusion="late", modalities=["text", "image"], hidden=32, epochs=4, dropout=0.3, seed=seed)
+        return clf.fit(X, y, masks=masks).predict_proba(X, masks=masks)[-1]
+
+    alone = [fit(0), fit(1)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(fit, [0, 1]))
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(alone[0], alone[1])  # the seeds do matter

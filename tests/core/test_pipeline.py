@@ -14,7 +14,7 @@ from core import classify, pipeline
 from core.dataset import load_catalogue
 from db import curation, repo
 from db import predictions as preds
-from db.models import Prediction, TaxonomyNode
+from db.models import ModelVersion, Prediction, TaxonomyNode
 from db.session import transaction
 from tests.core.conftest import LEAVES, fake_embed, quiet
 
@@ -102,3 +102,19 @@ def test_evaluate_compares_every_model_on_both_populations(small_db, factory, mo
     assert "| late-fusion | all |" in classify.markdown_table(result["rows"])
     speed = result["cascade"]["end_to_end"]
     assert speed["n"] == 24 and speed["multimodal_s"] > 0 and speed["cascade_s"] > 0
+
+
+def test_a_seeded_retrain_is_repeatable(small_db, factory):
+    first = pipeline.retrain(small_db, log=quiet)
+    second = pipeline.retrain(small_db, log=quiet)
+    with factory() as s:
+        a, b = (
+            sorted(
+                (p.product_id, p.level, p.node_id, round(p.confidence, 5))
+                for p in s.scalars(select(Prediction).where(Prediction.model_version_id == v))
+            )
+            for v in (first, second)
+        )
+        metrics = [s.get(ModelVersion, v).metrics for v in (first, second)]
+    assert a == b and len(a) == 240 * 3
+    assert metrics[0]["hf1"] == metrics[1]["hf1"] and metrics[0]["per_node_f1"] == metrics[1]["per_node_f1"]
