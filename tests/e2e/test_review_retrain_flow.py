@@ -101,7 +101,9 @@ def test_relabel_on_review_then_retrain_and_see_the_new_prediction(page, app_url
         ).first()
     assert leaf == item["new"], f"the retrained model predicts {leaf!r} for the relabelled product"
     page.get_by_role("link", name="Predictions").click()
-    expect(page.get_by_text(f"Model version #{active.id}")).to_be_visible()
+    expect(page.get_by_role("heading", name="Predictions")).to_be_visible()
+    busy_done(page)
+    expect(page.get_by_text(re.compile(rf"^Model version #{active.id} · "))).to_be_visible()
     page.get_by_label("Category (label or prediction)").click()
     page.keyboard.type(item["new"])
     page.keyboard.press("Enter")
