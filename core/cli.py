@@ -13,6 +13,15 @@ import sys
 from core import config
 
 
+def _write_json(path: str, result) -> None:
+    """Write a benchmark's result as JSON (folders created) and say where."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=1))
+    print(f"written to {path}")
+
+
 def _tqdm_progress():
     """A progress(stage, done, total) callback drawing one tqdm bar per stage."""
     from tqdm import tqdm
@@ -92,8 +101,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from core.classify import evaluate, markdown_table
     from core.dataset import load_catalogue
     from core.features import embed_catalogue
@@ -104,10 +111,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cat = cat.subset([i for i, lab in enumerate(cat.labels) if lab is not None])
     feats = embed_catalogue(cat, device=args.device, progress=_tqdm_progress())
     result = evaluate(cat, feats, seed=args.seed, device=args.device, progress=_tqdm_progress())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    _write_json(args.out, result)
     print(markdown_table(result["rows"]))
-    print(f"written to {args.out}")
     return 0
 
 
@@ -133,20 +138,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from core.recategorize import benchmark, discover
 
     if args.benchmark:
         result = benchmark(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        _write_json(args.out, result)
         for name, run in result["runs"].items():
             print(
                 f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters, "
                 f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s"
             )
-        print(f"written to {args.out}")
         return 0
     if args.if_missing:
         from db import proposals as props
@@ -163,20 +164,16 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from core.review import benchmark, run_review
 
     if args.benchmark:
         result = benchmark(
             args.db, share=args.share, folds=args.folds, seed=args.seed, device=args.device, progress=_tqdm_progress()
         )
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        _write_json(args.out, result)
         print(f"{result['n_flipped']} of {result['n_products']} labels flipped to a sibling or cousin path")
         for name, r in result["rankings"].items():
             print(f"  {name}: precision@k {r['precision_at_k']:.3f}, recall@k {r['recall_at_k']:.3f}")
-        print(f"written to {args.out}")
         return 0
     if args.if_missing:
         from db import review
@@ -191,16 +188,12 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     if args.benchmark:
         from core.retrain_bench import benchmark
 
         result = benchmark(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        _write_json(args.out, result)
         print(json.dumps({k: v for k, v in result.items() if k != "per_node"}, indent=1))
-        print(f"written to {args.out}")
         return 0
     from core import jobs
 
@@ -219,15 +212,11 @@ def cmd_job(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from core.maps import build_catalogue_map
 
     meta = build_catalogue_map(args.db, seed=args.seed, force=args.force, device=args.device, progress=_tqdm_progress())
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(meta, indent=1))
-        print(f"written to {args.out}")
+        _write_json(args.out, meta)
     return 0
 
 
