@@ -132,6 +132,29 @@ def job_status(job: Any) -> None:
             st.code(job.log[-4000:], language=None)
 
 
+def start_job(kind: str) -> None:
+    """Start a background job of `kind`; a refusal (one is running already) becomes the flash message."""
+    from core import jobs
+
+    try:
+        jobs.start(cache.db_url(), kind=kind, actor=actor())
+    except CurationError as exc:
+        st.session_state["flash"] = ("error", str(exc))
+
+
+def follow_job(job: Any) -> None:
+    """Show the job's state; when a job this session saw running has ended, rerun the whole page for its results."""
+    job_status(job)
+    if job is None:
+        return
+    seen = f"{job.kind}_job_seen"
+    if job.status in ("queued", "running"):
+        st.session_state[seen] = job.id
+    elif st.session_state.get(seen) == job.id:
+        st.session_state.pop(seen)
+        st.rerun(scope="app")
+
+
 def audit_table(events: list[Any]) -> None:
     """Recent audit events, newest first, with an Undo button on those that can be undone."""
     if not events:

@@ -220,11 +220,21 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_and_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
     parser.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or ./data/curator.db)")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_catalogue_commands, _model_commands, _curation_commands, _admin_commands):
+        add(sub)
+    return parser
 
+
+def _catalogue_commands(sub) -> None:
     ing = sub.add_parser("ingest", help="validate and upsert a catalogue (Parquet/CSV + images)")
     ing.add_argument("--catalog", default=str(config.catalog_dir()), help="file or folder (default: $CATALOG_DIR)")
     ing.add_argument("--platform", default=config.default_platform(), help="platform name (default: %(default)s)")
@@ -248,31 +258,32 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     emb.set_defaults(func=cmd_embed)
 
+
+def _model_commands(sub) -> None:
     ev = sub.add_parser("evaluate", help="compare baseline, single-modality, fusion and cascade models on one split")
     ev.add_argument("--out", default="benchmarks/results/classify.json")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", default=None)
+    _seed_and_device(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     tr = sub.add_parser("train", help="train the two-stage classifier on the database's labels; register a version")
-    tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--force", action="store_true", help="train even when labels and features are unchanged")
     tr.add_argument("--activate", action="store_true", help="make the new version active (default: only the first)")
-    tr.add_argument("--device", default=None)
+    _seed_and_device(tr)
     tr.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="predict every product with the active model version (two-stage)")
     pr.add_argument("--force", action="store_true")
-    pr.add_argument("--device", default=None)
+    pr.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     pr.set_defaults(func=cmd_predict)
 
+
+def _curation_commands(sub) -> None:
     dis = sub.add_parser("discover", help="propose subcategories under a node (SimCLR + UMAP + cascade clustering)")
     dis.add_argument("--node", default="Footwear > Shoes", help="taxonomy path (default: %(default)s)")
     dis.add_argument("--benchmark", action="store_true", help="hide the level below --node and score against it")
     dis.add_argument("--out", default="benchmarks/results/discovery.json")
     dis.add_argument("--if-missing", action="store_true", help="do nothing when the node already has proposals")
-    dis.add_argument("--seed", type=int, default=0)
-    dis.add_argument("--device", default=None)
+    _seed_and_device(dis)
     dis.set_defaults(func=cmd_discover)
 
     rev = sub.add_parser("review", help="score label issues (out-of-fold) and fill the review queue")
@@ -281,15 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("--folds", type=int, default=4)
     rev.add_argument("--out", default="benchmarks/results/review.json")
     rev.add_argument("--if-missing", action="store_true", help="do nothing when a review queue exists")
-    rev.add_argument("--seed", type=int, default=0)
-    rev.add_argument("--device", default=None)
+    _seed_and_device(rev)
     rev.set_defaults(func=cmd_review)
 
     mp = sub.add_parser("map", help="2-D map and clusters of the whole catalogue for the Clusters page (cached)")
     mp.add_argument("--force", action="store_true", help="rebuild even when the catalogue is unchanged")
     mp.add_argument("--out", default=None, help="also write the timings as JSON")
-    mp.add_argument("--seed", type=int, default=0)
-    mp.add_argument("--device", default=None)
+    _seed_and_device(mp)
     mp.set_defaults(func=cmd_map)
 
     ret = sub.add_parser("retrain", help="train on the current taxonomy and labels, re-predict, activate (one at a time)")
@@ -300,10 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     ret.add_argument("--node", default="Footwear > Shoes", help="node whose proposals --benchmark accepts")
     ret.add_argument("--out", default="benchmarks/results/retrain.json")
     ret.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
-    ret.add_argument("--seed", type=int, default=0)
-    ret.add_argument("--device", default=None)
+    _seed_and_device(ret)
     ret.set_defaults(func=cmd_retrain)
 
+
+def _admin_commands(sub) -> None:
     job = sub.add_parser("job", help="run a queued background job (used by the app)")
     job.add_argument("action", choices=["run"])
     job.add_argument("job_id", type=int)
@@ -312,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
     dbp = sub.add_parser("db", help="database schema (Alembic migrations)")
     dbp.add_argument("action", choices=["upgrade", "current"])
     dbp.set_defaults(func=cmd_db)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,16 @@ def embed_plan(
     return plan
 
 
+def encoder_ids(
+    cat: Catalogue, *, text_encoder: str = "minilm", image_encoder: str | None = "efficientnet-lite0", descriptions: bool = False
+) -> dict[str, str]:
+    """{modality: encoder id} that `embed_catalogue` with the same arguments reports, without embedding anything."""
+    from core.encoders import get_encoder
+
+    plan = embed_plan(cat, text_encoder=text_encoder, image_encoder=image_encoder, descriptions=descriptions)
+    return {modality: get_encoder(name).id for modality, name, _, _ in plan}
+
+
 def embed_catalogue(
     cat: Catalogue,
     *,

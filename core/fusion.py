@@ -27,11 +27,9 @@ FUSIONS = {"early": "EarlyFusion", "late": "LateFusion", "attention": "Attention
 
 
 @functools.cache
-def _modules() -> dict:
+def _seeded_dropout() -> type:
     import torch
     from torch import nn
-
-    from core.hierarchy import level_heads
 
     class SeededDropout(nn.Module):
         """Dropout drawing from the model's own generator (see `seed_dropout`), not torch's global one, so models
@@ -49,8 +47,18 @@ def _modules() -> dict:
             keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
             return x * keep.to(x.dtype) / (1.0 - self.p)
 
+    return SeededDropout
+
+
+@functools.cache
+def _modules() -> dict:
+    import torch
+    from torch import nn
+
+    from core.hierarchy import level_heads
+
     def block(in_dim: int, hidden: int, dropout: float) -> nn.Module:
-        return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.GELU(), SeededDropout(dropout))
+        return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.GELU(), _seeded_dropout()(dropout))
 
     def zero_missing(xs, mask):
         return [x * mask[:, i : i + 1].to(x.dtype) for i, x in enumerate(xs)]
@@ -93,7 +101,7 @@ def _modules() -> dict:
             self.attn = nn.MultiheadAttention(hidden, num_heads, dropout=dropout, batch_first=True)
             self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
             self.ff = nn.Sequential(
-                nn.Linear(hidden, 2 * hidden), nn.GELU(), SeededDropout(dropout), nn.Linear(2 * hidden, hidden)
+                nn.Linear(hidden, 2 * hidden), nn.GELU(), _seeded_dropout()(dropout), nn.Linear(2 * hidden, hidden)
             )
             self.heads = level_heads(hidden, level_sizes)
 
@@ -106,12 +114,7 @@ def _modules() -> dict:
             w = present.unsqueeze(-1).to(tokens.dtype)
             return self.heads((tokens * w).sum(1) / w.sum(1)), []
 
-    return {
-        "EarlyFusion": EarlyFusion,
-        "LateFusion": LateFusion,
-        "AttentionFusion": AttentionFusion,
-        "SeededDropout": SeededDropout,
-    }
+    return {"EarlyFusion": EarlyFusion, "LateFusion": LateFusion, "AttentionFusion": AttentionFusion}
 
 
 def seed_dropout(model, seed: int) -> None:
@@ -121,7 +124,7 @@ def seed_dropout(model, seed: int) -> None:
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(int(seed))
     for module in model.modules():
-        if isinstance(module, _modules()["SeededDropout"]):
+        if isinstance(module, _seeded_dropout()):
             module.generator = generator
 
 

@@ -101,7 +101,6 @@ STAGES = {
 def run_job(db_url: str, job_id: int, *, runners: dict[str, Callable[..., Any]] | None = None) -> bool:
     """Execute a queued job in this process; returns True when it finished without error."""
     from db import jobs
-    from db.models import Job
     from db.session import get_sessionmaker, transaction
 
     factory = get_sessionmaker(db_url)
@@ -128,7 +127,6 @@ def run_job(db_url: str, job_id: int, *, runners: dict[str, Callable[..., Any]] 
         beat.join(timeout=5)
     with transaction(factory) as s:
         jobs.finish(s, job_id=job_id, result=result)
-        assert s.get(Job, job_id).status == "done"
     return True
 
 

@@ -108,17 +108,14 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     the fit products are the same; the SVM and the two neural models train side by side in threads.
 
     Returns:
-        {"folder", "metrics", "params", "models": (aligner, projector, svm, stage1, stage2), "feats", "tree"}.
+        {"folder", "metrics", "params", "models": (aligner, projector, svm, stage1, stage2), "feats", "tree",
+        "taxonomy_version"}.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from sqlalchemy import select
 
-    from core.classify import MODELS, STACKED, add_joint, add_svm, add_tfidf, fit_model, stack_model
+    from core.classify import STACKED
     from core.features import embed_catalogue
     from core.hierarchy import TaxonomyTree
-    from core.joint import JointAligner
-    from core.tfidf import TfidfProjector
     from db.models import TaxonomyNode
     from db.repo import taxonomy_version
 
@@ -132,42 +129,8 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     started = time.perf_counter()
     split = fixed_split(cat, seed=seed)
     tree = TaxonomyTree.from_paths(cat.labels)
-    fit_titles = [cat.titles[i] for i in split.fit]
-    projector = _cached(
-        "tfidf",
-        _content_key(fit_titles, seed),
-        lambda: add_tfidf(feats, cat.titles, split.fit, seed=seed),
-        lambda f: TfidfProjector.load(f / "tfidf"),
-        log,
-    )
-    feats.blocks["tfidf"], feats.masks["tfidf"] = projector.transform(cat.titles), np.ones(len(cat), bool)
-    steps("tfidf projection")
-    with_photo = split.fit[feats.masks["image"][split.fit]]
-    aligner = _cached(
-        "joint",
-        _content_key(
-            feats.encoder_ids, feats.blocks["title"][with_photo].tobytes(), feats.blocks["image"][with_photo].tobytes(), seed
-        ),
-        lambda: add_joint(feats, split.fit, seed=seed),
-        lambda f: JointAligner.load(f / "joint", device=device),
-        log,
-    )
-    feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
-    feats.masks["joint"] = np.ones(len(cat), bool)
-    steps("title-photo aligner")
-    specs = {spec.name: spec for spec in MODELS}
-    # the SVM (one liblinear thread) and the two neural models (one torch thread each; initialisation and dropout
-    # are seeded per model, see core.fusion.seed_dropout) are independent: they train side by side
-    with ThreadPoolExecutor(3) as pool:
-        svm_job = pool.submit(add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
-        jobs = [
-            pool.submit(fit_model, specs[name], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
-            for name in ("text-only", STAGE2)
-        ]
-        svm = svm_job.result()
-        neural1, neural2 = (job.result() for job in jobs)
-    stage1 = stack_model(neural1, svm, feats, cat.labels, split.calib)
-    stage2 = stack_model(neural2, svm, feats, cat.labels, split.calib)
+    projector, aligner = _label_free_parts(cat, feats, split, seed=seed, device=device, steps=steps, log=log)
+    svm, stage1, stage2 = _fit_members(cat, feats, split, tree, seed=seed, device=device)
     steps("svm and stage-1 and stage-2 models")
     metrics, threshold = _metrics(stage1, stage2, feats, cat.labels, split, tree)
     steps("evaluation")
@@ -199,6 +162,79 @@ def fit_version(factory, cat, *, seed: int = 0, device=None, progress: Progress 
     }
 
 
+def _label_free_parts(cat, feats, split, *, seed: int, device, steps: _Steps, log):
+    """The TF-IDF projection and the title-photo aligner (fitted on split.fit, or reused from the cache);
+    adds their blocks "tfidf" and "joint" to `feats`. Returns (projector, aligner)."""
+    from core.classify import add_joint, add_tfidf
+    from core.joint import JointAligner
+    from core.tfidf import TfidfProjector
+
+    fit_titles = [cat.titles[i] for i in split.fit]
+    projector = _cached(
+        "tfidf",
+        _content_key(fit_titles, seed),
+        lambda: add_tfidf(feats, cat.titles, split.fit, seed=seed),
+        lambda f: TfidfProjector.load(f / "tfidf"),
+        log,
+    )
+    feats.blocks["tfidf"], feats.masks["tfidf"] = projector.transform(cat.titles), np.ones(len(cat), bool)
+    steps("tfidf projection")
+    with_photo = split.fit[feats.masks["image"][split.fit]]
+    aligner = _cached(
+        "joint",
+        _content_key(
+            feats.encoder_ids, feats.blocks["title"][with_photo].tobytes(), feats.blocks["image"][with_photo].tobytes(), seed
+        ),
+        lambda: add_joint(feats, split.fit, seed=seed),
+        lambda f: JointAligner.load(f / "joint", device=device),
+        log,
+    )
+    feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"]).astype(np.float32)
+    feats.masks["joint"] = np.ones(len(cat), bool)
+    steps("title-photo aligner")
+    return projector, aligner
+
+
+def _fit_members(cat, feats, split, tree, *, seed: int, device):
+    """The SVM (adds block "svm") and the two neural models, fused with it on split.calib. Returns (svm, stage1, stage2).
+
+    The SVM (one liblinear thread) and the neural models (one torch thread each; initialisation and dropout are
+    seeded per model, see core.fusion.seed_dropout) are independent: they train side by side.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.classify import MODELS, add_svm, fit_model, stack_model
+
+    specs = {spec.name: spec for spec in MODELS}
+    with ThreadPoolExecutor(3) as pool:
+        svm_job = pool.submit(add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
+        jobs = [
+            pool.submit(fit_model, specs[name], feats, cat.labels, split.fit, tree=tree, seed=seed, device=device)
+            for name in ("text-only", STAGE2)
+        ]
+        svm = svm_job.result()
+        neural1, neural2 = (job.result() for job in jobs)
+    return (
+        svm,
+        stack_model(neural1, svm, feats, cat.labels, split.calib),
+        stack_model(neural2, svm, feats, cat.labels, split.calib),
+    )
+
+
+def _register(session, fitted: dict[str, Any]):
+    """Record a fitted version (a candidate until activated)."""
+    from db import predictions as preds
+
+    return preds.register_model_version(
+        session,
+        name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)",
+        metrics=fitted["metrics"],
+        params=fitted["params"],
+        artifact=str(fitted["folder"]),
+        taxonomy_version_id=fitted["taxonomy_version"],
+    )
+
+
 def train(
     db_url: str,
     *,
@@ -214,7 +250,7 @@ def train(
     Args:
         activate: make it the active model (default: when no model is active yet).
     """
-    from core.features import embed_catalogue
+    from core.features import encoder_ids
     from db import predictions as preds
     from db.session import get_sessionmaker, transaction
 
@@ -225,21 +261,14 @@ def train(
     with factory() as s:
         active = preds.active_model_version(s)
     if active is not None and not force:
-        key = data_key(cat, embed_catalogue(cat, device=device, progress=progress).encoder_ids)
+        key = data_key(cat, encoder_ids(cat))
         if active.params.get("data_key") == key:
             log(f"model version #{active.id} was trained on these labels and features: nothing to do")
             return None
     fitted = fit_version(factory, cat, seed=seed, device=device, progress=progress, log=log)
     metrics, params = fitted["metrics"], fitted["params"]
     with transaction(factory) as s:
-        version = preds.register_model_version(
-            s,
-            name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)",
-            metrics=metrics,
-            params=params,
-            artifact=str(fitted["folder"]),
-            taxonomy_version_id=fitted["taxonomy_version"],
-        )
+        version = _register(s, fitted)
         if activate or (activate is None and active is None):
             preds.activate_model_version(s, version_id=version.id, actor="train")
         version_id = version.id
@@ -266,6 +295,7 @@ def retrain(
     Returns:
         the new version's id.
     """
+    from core.cascade import TwoStageCascade
     from core.classify import CASCADE_INPUTS, inputs
     from db import predictions as preds
     from db.session import get_sessionmaker, transaction
@@ -278,8 +308,6 @@ def retrain(
         raise ValueError(f"only {len(labelled)} labelled products: ingest a catalogue first")
     fitted = fit_version(factory, everyone.subset(labelled), seed=seed, device=device, progress=progress, log=log)
     aligner, projector, svm, stage1, stage2 = fitted["models"]
-    from core.cascade import TwoStageCascade
-
     cascade = TwoStageCascade(stage1, stage2, threshold=fitted["params"]["threshold"])
     reuse = fitted["feats"] if len(labelled) == len(everyone) else None
     feats = _features_for(everyone, reuse, aligner, projector, svm, device=device, progress=progress)
@@ -293,14 +321,7 @@ def retrain(
         progress("predict", 1, 2)
     params = fitted["params"]
     with transaction(factory) as s:
-        version = preds.register_model_version(
-            s,
-            name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)",
-            metrics=fitted["metrics"],
-            params=params,
-            artifact=str(fitted["folder"]),
-            taxonomy_version_id=fitted["taxonomy_version"],
-        )
+        version = _register(s, fitted)
         preds.replace_predictions(s, model_version_id=version.id, rows=rows)
         preds.mark_predicted(s, model_version_id=version.id, key=data_key(everyone, params["encoders"]))
         preds.activate_model_version(s, version_id=version.id, actor=actor)
@@ -320,7 +341,8 @@ def _features_for(cat, feats, aligner, projector, svm, *, device=None, progress=
         feats = embed_catalogue(cat, device=device, progress=progress)
         feats.blocks["joint"] = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
         feats.blocks["tfidf"] = projector.transform(cat.titles)
-    feats.blocks["svm"] = svm.transform(cat.titles, cat.descriptions)  # the full model's scores (not the out-of-fold ones)
+    if "svm" not in feats.blocks:  # fit_version's features hold the SVM's scores of every product already
+        feats.blocks["svm"] = svm.transform(cat.titles, cat.descriptions)
     for m in ("joint", "tfidf", "svm"):
         feats.masks[m] = np.ones(len(cat), bool)
     return feats
@@ -356,17 +378,10 @@ def _node_ids(path_ids: dict[str, int], tree) -> dict[str, int]:
 
 def _per_leaf_f1(tree, true_paths: list, pred_nodes: np.ndarray) -> dict[str, dict[str, float]]:
     """F1 and support of each predicted or true full path on the held-out rows."""
-    from collections import Counter
+    from core.model_compare import node_f1
 
-    pred_paths = [" > ".join(p) for p in tree.decode(pred_nodes)]
-    truth = [" > ".join(p) for p in true_paths]
-    tp = Counter(t for t, p in zip(truth, pred_paths) if t == p)
-    n_true, n_pred = Counter(truth), Counter(pred_paths)
-    out = {}
-    for path in set(truth) | set(pred_paths):
-        denom = n_true[path] + n_pred[path]
-        out[path] = {"f1": round(2 * tp[path] / denom, 4) if denom else 0.0, "support": n_true[path]}
-    return out
+    pairs = [(" > ".join(t), " > ".join(p)) for t, p in zip(true_paths, tree.decode(pred_nodes))]
+    return {path: {"f1": r["f1"], "support": r["support"]} for path, r in node_f1(pairs).items()}
 
 
 def _save(folder: Path, *, aligner, projector, svm, stage1, stage2) -> None:

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cache
-from app.widgets import actor, confirmation, flash, job_status, request
+from app.widgets import confirmation, flash, follow_job, request, start_job
 
 st.title("Models")
 flash()
@@ -24,20 +24,9 @@ def retrain_status() -> None:
         "(human over model over platform), evaluate on the fixed held-out products, predict every product and "
         "make the new version active. Runs in the background: you can leave this page.",
     ):
-        from core import jobs
-        from db.repo import CurationError
-
-        try:
-            jobs.start(cache.db_url(), kind="retrain", actor=actor())
-        except CurationError as exc:
-            st.session_state["flash"] = ("error", str(exc))
+        start_job("retrain")
         st.rerun(scope="app")
-    job_status(job)
-    if running:
-        st.session_state["retrain_job_seen"] = job.id
-    elif job is not None and st.session_state.get("retrain_job_seen") == job.id:
-        st.session_state.pop("retrain_job_seen")
-        st.rerun(scope="app")  # show the new version
+    follow_job(job)  # reruns the page when the new version is in
 
 
 retrain_status()

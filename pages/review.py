@@ -7,7 +7,7 @@ Every decision is one audited transaction that writes the product's human label;
 import streamlit as st
 
 from app import cache
-from app.widgets import audit_table, flash, job_status, perform
+from app.widgets import audit_table, flash, follow_job, perform, start_job
 from db import repo
 from db import review as db_review
 
@@ -15,26 +15,9 @@ st.title("Review")
 flash()
 
 
-def start_scoring() -> None:
-    from app.widgets import actor
-    from core import jobs
-    from db.repo import CurationError
-
-    try:
-        jobs.start(cache.db_url(), kind="review", actor=actor())
-    except CurationError as exc:
-        st.session_state["flash"] = ("error", str(exc))
-
-
 @st.fragment(run_every=2.0)
 def scoring_status() -> None:
-    job = cache.latest_job("review")
-    job_status(job)
-    if job is not None and job.status in ("queued", "running"):
-        st.session_state["review_job_seen"] = job.id
-    elif job is not None and st.session_state.get("review_job_seen") == job.id:
-        st.session_state.pop("review_job_seen")
-        st.rerun(scope="app")  # the new queue is ready
+    follow_job(cache.latest_job("review"))  # reruns the page when the new queue is ready
 
 
 with cache.factory()() as s:
@@ -49,7 +32,7 @@ if top[3].button(
     help="Cross-validated scoring of every label in the background (a few minutes on the full catalogue); "
     "decided items stay decided.",
 ):
-    start_scoring()
+    start_job("review")
     st.rerun()
 scoring_status()
 if not counts:

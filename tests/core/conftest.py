@@ -33,6 +33,7 @@ def fake_embed(cat, **_):
 @pytest.fixture
 def small_db(db_url, tmp_path, monkeypatch):
     monkeypatch.setattr("core.features.embed_catalogue", fake_embed)
+    monkeypatch.setattr("core.features.encoder_ids", lambda cat, **_: {m: f"fake-{m}" for m in ("title", "text", "image")})
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     lines = ["sku,name,category"]
     for i in range(240):

@@ -49,3 +49,17 @@ def test_stratified_split_is_seeded_and_keeps_proportions():
     again = stratified_split(labels, test_size=0.2, seed=3)
     assert np.array_equal(again[1], test)
     assert not np.array_equal(stratified_split(labels, test_size=0.2, seed=4)[1], test)
+
+
+def test_encoder_ids_match_what_embedding_reports(tmp_path, monkeypatch, slice_file):
+    """`train` decides "nothing changed" from these ids without embedding: they must be the embedder's own."""
+    from core.features import embed_catalogue, encoder_ids
+    from db.session import get_sessionmaker, upgrade
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'ids.db'}"
+    upgrade(url)
+    ingest(slice_file(4), platform="myntra", db_url=url, images_root=config.catalog_dir())
+    with get_sessionmaker(url)() as s:
+        cat = load_catalogue(s)
+    assert encoder_ids(cat) == embed_catalogue(cat).encoder_ids
