@@ -141,7 +141,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from core.recategorize import benchmark, discover
 
     if args.benchmark:
-        result = benchmark(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
+        result = benchmark(args.db, node_path=args.node, **_discovery_options(args), progress=_tqdm_progress())
         _write_json(args.out, result)
         for name, run in result["runs"].items():
             print(
@@ -159,8 +159,13 @@ def cmd_discover(args: argparse.Namespace) -> int:
             if node is not None and props.list_proposals(s, parent_node_id=node.id):
                 print(f"{args.node}: proposals exist already (run without --if-missing to rediscover)")
                 return 0
-    discover(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
+    discover(args.db, node_path=args.node, **_discovery_options(args), progress=_tqdm_progress())
     return 0
+
+
+def _discovery_options(args: argparse.Namespace) -> dict:
+    unassigned = None if args.max_unassigned < 0 else args.max_unassigned
+    return dict(seed=args.seed, device=args.device, min_cluster_size=args.min_cluster_size, max_unassigned=unassigned)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -283,6 +288,13 @@ def _curation_commands(sub) -> None:
     dis.add_argument("--benchmark", action="store_true", help="hide the level below --node and score against it")
     dis.add_argument("--out", default="benchmarks/results/discovery.json")
     dis.add_argument("--if-missing", action="store_true", help="do nothing when the node already has proposals")
+    dis.add_argument("--min-cluster-size", type=int, default=None, help="smallest proposal (default: 40, or 5%% of a small node)")
+    dis.add_argument(
+        "--max-unassigned",
+        type=float,
+        default=0.2,
+        help="share of the node's products that unclear clusters may leave unassigned (default: %(default)s; -1: keep all)",
+    )
     _seed_and_device(dis)
     dis.set_defaults(func=cmd_discover)
 

@@ -5,7 +5,9 @@ large (above a share of all points) or incoherent (mean cosine to its centroid, 
 embedding space, below a threshold): its members are re-projected (PCA or UMAP) and split with
 k-means (k chosen by silhouette) or HDBSCAN; a split is kept only if it is clean enough, and the
 parts are split again up to a maximum depth. Stage 3 gives noise points to the nearest cluster
-when they lie within a multiple of that cluster's spread. Unassigned points keep the label -1.
+when they lie within a multiple of that cluster's spread. Stage 4 leaves unclear clusters unassigned:
+those still less coherent than the stage-2 threshold (stage 2 could not split them cleanly), least
+coherent first, while the unassigned share stays within a budget. Unassigned points keep the label -1.
 """
 
 from __future__ import annotations
@@ -228,6 +230,9 @@ class CascadeClusterer:
         max_k: largest k tried by the k-means split.
         min_silhouette: a split is kept only when its silhouette reaches this.
         noise_radius: stage 3 radius as a multiple of cluster spread; None disables stage 3.
+        max_unassigned: stage 4 budget: incoherent clusters (below the coherence threshold after
+            stage 2) are left unassigned, least coherent first, while the share of unassigned points
+            stays at or below this; None disables stage 4.
         seed: random state of the splits.
     """
 
@@ -246,6 +251,7 @@ class CascadeClusterer:
         max_k: int = 6,
         min_silhouette: float = 0.1,
         noise_radius: float | None = 2.0,
+        max_unassigned: float | None = 0.2,
         seed: int = 0,
     ):
         self.min_cluster_size = min_cluster_size
@@ -260,6 +266,7 @@ class CascadeClusterer:
         self.max_k = max_k
         self.min_silhouette = min_silhouette
         self.noise_radius = noise_radius
+        self.max_unassigned = max_unassigned
         self.seed = seed
 
     def fit(self, X: np.ndarray, *, embeddings: np.ndarray | None = None) -> CascadeClusterer:
@@ -271,9 +278,10 @@ class CascadeClusterer:
                 None uses X.
 
         Sets:
-            labels_: (N,) int, -1 unassigned. stage1_labels_, stage2_labels_: labels after those
-            stages. cluster_ids_: (K,). coherence_: (K,) mean cosine to centroid in `embeddings`.
-            parent_: {final cluster id: stage-1 cluster id it came from}.
+            labels_: (N,) int, -1 unassigned. stage1_labels_, stage2_labels_, stage3_labels_: labels
+            after those stages. cluster_ids_: (K,). coherence_: (K,) mean cosine to centroid in
+            `embeddings`. parent_: {final cluster id: stage-1 cluster id it came from}. unclear_:
+            [(stage-3 cluster id, coherence, size)] of the clusters stage 4 left unassigned.
         """
         X = np.asarray(X, dtype=np.float32)
         emb = X if embeddings is None else np.asarray(embeddings, dtype=np.float32)
@@ -284,9 +292,37 @@ class CascadeClusterer:
         labels = self.stage2_labels_
         if self.noise_radius is not None:
             labels = assign_noise(X, labels, radius=self.noise_radius)
+        self.stage3_labels_ = labels
+        self.unclear_: list[tuple[int, float, int]] = []
+        if self.max_unassigned is not None:
+            labels = self._leave_unclear(labels, emb)
         self.labels_ = labels
         self.cluster_ids_, self.coherence_ = cluster_coherence(emb, labels)
         return self
+
+    def _leave_unclear(self, labels: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        """Stage 4: unassign the least coherent clusters within the budget; relabel 0..K-1."""
+        ids, coh = cluster_coherence(emb, labels)
+        unassigned = int((labels == NOISE).sum())
+        budget = self.max_unassigned * len(labels)
+        out = labels.copy()
+        for i in np.argsort(coh, kind="stable"):
+            if coh[i] >= self.threshold_:
+                break
+            size = int((labels == ids[i]).sum())
+            if unassigned + size > budget:
+                break
+            out[labels == ids[i]] = NOISE
+            unassigned += size
+            self.unclear_.append((int(ids[i]), round(float(coh[i]), 4), size))
+        if not self.unclear_:
+            return out
+        kept = cluster_ids(out)
+        self.parent_ = {new: self.parent_[int(old)] for new, old in enumerate(kept)}
+        relabelled = np.full_like(out, NOISE)
+        assigned = out != NOISE
+        relabelled[assigned] = np.searchsorted(kept, out[assigned])
+        return relabelled
 
     def fit_predict(self, X: np.ndarray, *, embeddings: np.ndarray | None = None) -> np.ndarray:
         """`fit` then return `labels_`: (N,) int."""

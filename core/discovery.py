@@ -170,12 +170,15 @@ def plain_pipeline(
     namer: ClusterNamer | None = None,
 ) -> DiscoveryPipeline:
     """The baseline: UMAP + HDBSCAN on the raw embeddings (no SimCLR, no splits, no noise
-    assignment), built from the same stages so that only those choices differ."""
+    assignment, no unclear clusters left out), built from the same stages so that only those
+    choices differ."""
     return DiscoveryPipeline(
         head=Identity(),
         reducer=UMAPReducer(n_components=n_components, seed=seed, cache_dir=cache_dir),
         view_reducer=None,
-        clusterer=CascadeClusterer(min_cluster_size=min_cluster_size, max_depth=0, noise_radius=None, seed=seed),
+        clusterer=CascadeClusterer(
+            min_cluster_size=min_cluster_size, max_depth=0, noise_radius=None, max_unassigned=None, seed=seed
+        ),
         namer=namer,
         seed=seed,
     )

@@ -74,14 +74,16 @@ def build_catalogue_map(
     if len(cat) < 50:
         raise ValueError(f"the catalogue holds {len(cat)} products: too few for a map")
     feats = embed_catalogue(cat, image_encoder=None, device=device, progress=progress)
-    key = hashlib.sha256(cat.product_ids.tobytes() + feats.blocks["title"].tobytes() + str(seed).encode()).hexdigest()[:16]
+    head = SimCLRHead(seed=seed, threads=2)
+    settings = json.dumps({"seed": seed, "head": head.config()}, sort_keys=True).encode()  # a new default refits the map
+    key = hashlib.sha256(cat.product_ids.tobytes() + feats.blocks["title"].tobytes() + settings).hexdigest()[:16]
     existing = load_map(ALL)
     if existing is not None and existing["meta"].get("key") == key and not force:
         log(f"the catalogue map is up to date ({len(existing['product_ids'])} products)")
         return existing["meta"]
     X = feats.blocks["title"]
     pipe = DiscoveryPipeline(
-        head=SimCLRHead(seed=seed, threads=2),
+        head=head,
         clusterer=CascadeClusterer(min_cluster_size=max(40, len(cat) // 400), seed=seed),
         namer=ClusterNamer(),
         cache_dir=data_dir() / "discovery",

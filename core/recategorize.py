@@ -1,15 +1,23 @@
 """`python -m core discover`: propose finer subcategories under a taxonomy node, and the benchmark
 that hides a known level and scores what discovery finds against it.
 
-Features of a node's products: MiniLM of the title with the brand removed (brands dominate raw title
-neighbourhoods) and MiniLM of title + description, as two blocks for the SimCLR head's modality views.
+Features of a node's products, two MiniLM blocks for the SimCLR head's modality views:
+
+- the title without its brand and colour words;
+- the title without its brand, then the description without its brand and its care-instruction sentences
+  (first 600 characters).
+
+Brands, colours and care boilerplate ("wipe with a clean, dry cloth") say nothing about what kind of product
+it is, yet they dominate raw text neighbourhoods: products cluster by brand template and colour instead of
+by type. Colour words come from the catalogue's own colour attributes.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -17,6 +25,14 @@ import numpy as np
 from db.models import PATH_SEP
 
 Log = Callable[[str], None]
+
+DESCRIPTION_CHARS = 600
+CARE_SENTENCE = re.compile(
+    r"\b(wash|wipe|clean|cloth|polish|conditioner|dry|sunlight|care products|click here|machine|dust|damp|store)\b",
+    re.IGNORECASE,
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s{2,}")
+_COLOUR_VALUE = re.compile(r"^[A-Za-z][A-Za-z -]{1,30}$")
 
 
 def debrand(title: str, brand: str | None) -> str:
@@ -27,22 +43,71 @@ def debrand(title: str, brand: str | None) -> str:
     return " ".join(cleaned.split()) or title
 
 
+def colour_vocabulary(attributes: Iterable[dict[str, Any]], *, min_count: int = 20) -> list[str]:
+    """Colour names of a catalogue: values of attributes whose key names a colour ("base_colour",
+    "Strap Colour", also one level down under "attributes") that at least `min_count` products share,
+    with their single words; lower-case, longest first (so "navy blue" is removed before "blue").
+    """
+    counts: Counter[str] = Counter()
+    for attrs in attributes:
+        items = list(attrs.items()) + list((attrs.get("attributes") or {}).items())
+        for key, value in items:
+            if isinstance(value, str) and ("colour" in key.lower() or "color" in key.lower()) and _COLOUR_VALUE.match(value):
+                counts[value.strip().lower()] += 1
+    names = {v for v, n in counts.items() if n >= min_count}
+    words = {w for v in names for w in re.split(r"[ -]+", v) if len(w) > 2}
+    return sorted(names | words, key=lambda w: (-len(w), w))
+
+
+def colour_pattern(colours: list[str]) -> re.Pattern | None:
+    """A regex matching any of `colours` as whole words (with a "-toned"/"-coloured" suffix), or None."""
+    if not colours:
+        return None
+    alternatives = "|".join(re.escape(c) for c in colours)
+    return re.compile(rf"\b({alternatives})(-toned|-coloured|-colored)?\b", re.IGNORECASE)
+
+
+def without_care_sentences(description: str) -> str:
+    """The description without the sentences about washing and care."""
+    return " ".join(part for part in _SENTENCE_BREAK.split(description or "") if part and not CARE_SENTENCE.search(part))
+
+
+def feature_texts(title: str, description: str, brand: str | None, colours: re.Pattern | None) -> tuple[str, str]:
+    """The two texts a product is embedded from (see the module docstring)."""
+    title = debrand(title, brand)
+    plain = " ".join(colours.sub(" ", title).split()) if colours is not None else title
+    text = f"{title}. {debrand(without_care_sentences(description), brand)[:DESCRIPTION_CHARS]}"
+    return plain or title, text
+
+
 def node_products(cat, node_path: str | None) -> np.ndarray:
     """Rows of `cat` whose label is `node_path` or below it (all labelled rows when None)."""
     prefix = tuple(node_path.split(PATH_SEP)) if node_path else ()
     return np.array([i for i, lab in enumerate(cat.labels) if lab and lab[: len(prefix)] == prefix], dtype=np.int64)
 
 
-def node_features(cat, brands: list[str | None], rows: np.ndarray, *, device=None, progress=None) -> np.ndarray:
-    """`(n, 768) float32`: debranded-title and title+description MiniLM blocks of `rows` (cached)."""
+def node_texts(factory, product_ids: np.ndarray) -> tuple[list[str], list[str]]:
+    """The two feature texts (see `feature_texts`) of each of `product_ids`, in that order."""
+    from sqlalchemy import select
+
+    from db.models import Product
+
+    with factory() as s:
+        colours = colour_pattern(colour_vocabulary(a for (a,) in s.execute(select(Product.attributes))))
+        rows = {r.id: r for r in s.execute(select(Product.id, Product.title, Product.description, Product.brand)).all()}
+    pairs = [feature_texts(rows[int(p)].title, rows[int(p)].description, rows[int(p)].brand, colours) for p in product_ids]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def node_features(factory, product_ids: np.ndarray, *, device=None, progress=None) -> np.ndarray:
+    """`(n, 768) float32`: the two MiniLM blocks of `product_ids` (cached by text)."""
     from core.embed_cache import cached_embed
     from core.encoders import get_encoder
 
     encoder = get_encoder("minilm")
-    titles = [debrand(cat.titles[i], brands[i]) for i in rows]
-    texts = [cat.texts[i] for i in rows]
+    titles, texts = node_texts(factory, product_ids)
     blocks = []
-    for name, items in (("titles without brand", titles), ("title + description", texts)):
+    for name, items in (("titles", titles), ("title + description", texts)):
         tick = (lambda done, total, n=name: progress(f"embed {n}", done, total)) if progress else None
         blocks.append(cached_embed(encoder, items, device=device, progress=tick).vectors)
     return np.concatenate(blocks, axis=1).astype(np.float32)
@@ -53,7 +118,18 @@ def min_cluster_size_for(n: int) -> int:
     return max(10, min(40, n // 20))
 
 
-def make_pipeline(*, brands: list[str], taxonomy_names: list[str], cache_dir, n: int, seed: int = 0):
+def make_pipeline(
+    *,
+    brands: list[str],
+    taxonomy_names: list[str],
+    cache_dir,
+    n: int,
+    seed: int = 0,
+    min_cluster_size: int | None = None,
+    max_unassigned: float | None = 0.2,
+):
+    """The discovery pipeline for a node of `n` products (see `core.discovery`); `min_cluster_size` None picks
+    `min_cluster_size_for(n)`, `max_unassigned` is the cascade's stage-4 budget (None: keep every cluster)."""
     from core.clustering import CascadeClusterer
     from core.discovery import DiscoveryPipeline
     from core.naming import ClusterNamer
@@ -61,8 +137,10 @@ def make_pipeline(*, brands: list[str], taxonomy_names: list[str], cache_dir, n:
 
     namer = ClusterNamer(taxonomy_names=taxonomy_names, extra_stop_words=[b for b in brands if b])
     return DiscoveryPipeline(
-        head=SimCLRHead(blocks=(384, 384), seed=seed, threads=1),
-        clusterer=CascadeClusterer(min_cluster_size=min_cluster_size_for(n), seed=seed),
+        head=SimCLRHead(blocks=(384, 384), seed=seed, threads=1, min_steps=200),
+        clusterer=CascadeClusterer(
+            min_cluster_size=min_cluster_size or min_cluster_size_for(n), max_unassigned=max_unassigned, seed=seed
+        ),
         namer=namer,
         cache_dir=cache_dir,
         seed=seed,
@@ -81,7 +159,17 @@ def _catalogue_and_brands(factory):
     return cat, [brand_of.get(int(pid)) for pid in cat.product_ids]
 
 
-def discover(db_url: str, *, node_path: str, seed: int = 0, device=None, progress=None, log: Log = print) -> int:
+def discover(
+    db_url: str,
+    *,
+    node_path: str,
+    seed: int = 0,
+    min_cluster_size: int | None = None,
+    max_unassigned: float | None = 0.2,
+    device=None,
+    progress=None,
+    log: Log = print,
+) -> int:
     """Cluster the products under `node_path` and store the clusters as open proposals; returns how many.
 
     Re-running replaces the node's open proposals of earlier runs (decided ones are kept).
@@ -102,9 +190,15 @@ def discover(db_url: str, *, node_path: str, seed: int = 0, device=None, progres
     rows = node_products(cat, node_path)
     if len(rows) < 50:
         raise ValueError(f"{node_path!r} holds {len(rows)} products: too few to discover subcategories")
-    X = node_features(cat, brands, rows, device=device, progress=progress)
+    X = node_features(factory, cat.product_ids[rows], device=device, progress=progress)
     pipe = make_pipeline(
-        brands=sorted({b for b in brands if b}), taxonomy_names=names, cache_dir=data_dir() / "discovery", n=len(rows), seed=seed
+        brands=sorted({b for b in brands if b}),
+        taxonomy_names=names,
+        cache_dir=data_dir() / "discovery",
+        n=len(rows),
+        seed=seed,
+        min_cluster_size=min_cluster_size,
+        max_unassigned=max_unassigned,
     )
     pipe.fit(X, docs=[cat.texts[i] for i in rows])
     run_key = time.strftime("%Y%m%d-%H%M%S")
@@ -146,7 +240,16 @@ def _clusters(pipe, product_ids: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
-def benchmark(db_url: str, *, node_path: str = "Footwear > Shoes", seed: int = 0, device=None, progress=None) -> dict[str, Any]:
+def benchmark(
+    db_url: str,
+    *,
+    node_path: str = "Footwear > Shoes",
+    seed: int = 0,
+    min_cluster_size: int | None = None,
+    max_unassigned: float | None = 0.2,
+    device=None,
+    progress=None,
+) -> dict[str, Any]:
     """Hide the level below `node_path`, discover on `node_path`, score against the hidden level.
 
     The same run scores the plain pipeline (UMAP + HDBSCAN on the same raw embeddings with the same minimum
@@ -157,21 +260,39 @@ def benchmark(db_url: str, *, node_path: str = "Footwear > Shoes", seed: int = 0
     from core.discovery import plain_pipeline, score_clusters
     from db.session import get_sessionmaker
 
-    cat, brands = _catalogue_and_brands(get_sessionmaker(db_url))
+    factory = get_sessionmaker(db_url)
+    cat, brands = _catalogue_and_brands(factory)
     rows = node_products(cat, node_path)
     depth = len(node_path.split(PATH_SEP))
     truth = np.array([cat.labels[i][depth] if len(cat.labels[i]) > depth else "" for i in rows])
-    X = node_features(cat, brands, rows, device=device, progress=progress)
+    X = node_features(factory, cat.product_ids[rows], device=device, progress=progress)
     docs = [cat.texts[i] for i in rows]
-    results = {"node": node_path, "n_products": len(rows), "hidden_types": sorted(set(truth.tolist())), "runs": {}}
+    results = {
+        "node": node_path,
+        "n_products": len(rows),
+        "hidden_types": sorted(set(truth.tolist())),
+        "settings": {
+            "features": "MiniLM: title without brand and colours | title without brand + description without care text",
+            "seed": seed,
+            "min_cluster_size": min_cluster_size or min_cluster_size_for(len(rows)),
+            "max_unassigned": max_unassigned,
+        },
+        "runs": {},
+    }
     brand_list = sorted({b for b in brands if b})
     with tempfile.TemporaryDirectory() as cache:
         runs = {
             "discovery (SimCLR + UMAP + cascade)": make_pipeline(
-                brands=brand_list, taxonomy_names=[], cache_dir=cache, n=len(rows), seed=seed
+                brands=brand_list,
+                taxonomy_names=[],
+                cache_dir=cache,
+                n=len(rows),
+                seed=seed,
+                min_cluster_size=min_cluster_size,
+                max_unassigned=max_unassigned,
             ),
             "plain (UMAP + HDBSCAN, raw embeddings)": plain_pipeline(
-                cache_dir=cache, seed=seed, min_cluster_size=min_cluster_size_for(len(rows))
+                cache_dir=cache, seed=seed, min_cluster_size=min_cluster_size or min_cluster_size_for(len(rows))
             ),
         }
         for name, pipe in runs.items():
@@ -182,6 +303,8 @@ def benchmark(db_url: str, *, node_path: str = "Footwear > Shoes", seed: int = 0
                 **scores._asdict(),
                 "seconds": round(time.perf_counter() - started, 1),
                 "timings": {k: round(v, 1) for k, v in pipe.timings_.items()},
+                "unclear_left_out": [{"coherence": coh, "size": size} for _, coh, size in pipe.clusterer.unclear_],
+                "before_stage_4": score_clusters(pipe.clusterer.stage3_labels_, truth)._asdict(),
             }
     return results
 
@@ -196,10 +319,10 @@ class NodeSearch:
         from core.ann import AnnIndex
         from db.session import get_sessionmaker
 
-        cat, brands = _catalogue_and_brands(get_sessionmaker(db_url))
-        rows = node_products(cat, node_path)
-        self.product_ids = cat.product_ids[rows]
-        self.index = AnnIndex(kind="auto").build(node_features(cat, brands, rows, device=device), ids=self.product_ids)
+        factory = get_sessionmaker(db_url)
+        cat, _ = _catalogue_and_brands(factory)
+        self.product_ids = cat.product_ids[node_products(cat, node_path)]
+        self.index = AnnIndex(kind="auto").build(node_features(factory, self.product_ids, device=device), ids=self.product_ids)
         self.device = device
 
     def neighbours(self, product_id: int, *, k: int = 8) -> list[int]:

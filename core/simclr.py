@@ -167,6 +167,11 @@ def torch_threads(n: int | None):
 class SimCLRHead:
     """Projection MLP trained with NT-Xent on augmented views of frozen embeddings.
 
+    The default temperature (1.0) is higher than SimCLR's usual 0.1-0.5: with views made in embedding space,
+    a product's nearest other products are mostly of its own kind, and a low temperature pushes exactly those
+    hard negatives away, breaking up the groups discovery looks for. On Footwear > Shoes, k-means purity of the
+    head's output against the hidden article types rose from 0.80 (0.1) to 0.87 (0.5) and 0.89 (1.0).
+
     `threads` sets torch's CPU threads while training: on a busy machine, OpenMP threads that
     compete with other processes can make training ten times slower, and 1 is then fastest.
 
@@ -180,8 +185,9 @@ class SimCLRHead:
         *,
         out_dim: int = 128,
         hidden: int = 512,
-        temperature: float = 0.1,
+        temperature: float = 1.0,
         epochs: int = 15,
+        min_steps: int = 0,
         batch_size: int = 512,
         lr: float = 1e-3,
         weight_decay: float = 1e-5,
@@ -195,6 +201,7 @@ class SimCLRHead:
         self.hidden = hidden
         self.temperature = temperature
         self.epochs = epochs
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -232,9 +239,15 @@ class SimCLRHead:
         data = torch.from_numpy(X).to(device)
         opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         with torch_threads(self.threads):
-            self.loss_history_ = [self._epoch(data, bounds, opt, gen) for _ in range(self.epochs)]
+            self.loss_history_ = [self._epoch(data, bounds, opt, gen) for _ in range(self.epochs_for(len(X)))]
         self.model_.eval()
         return self
+
+    def epochs_for(self, n: int) -> int:
+        """Epochs over `n` rows: `epochs`, or more when that is needed to take `min_steps` optimisation steps
+        (a node of 1,000 products makes 2 batches an epoch: 15 epochs would leave the head barely trained)."""
+        steps_per_epoch = max(1, n // min(self.batch_size, n))
+        return max(self.epochs, -(-self.min_steps // steps_per_epoch))
 
     def _input(self, X, views) -> np.ndarray:
         if views:
@@ -294,7 +307,7 @@ class SimCLRHead:
 
     def config(self) -> dict:
         """Constructor arguments, JSON-serialisable."""
-        keys = ("out_dim", "hidden", "temperature", "epochs", "batch_size", "lr", "weight_decay")
+        keys = ("out_dim", "hidden", "temperature", "epochs", "min_steps", "batch_size", "lr", "weight_decay")
         cfg = {k: getattr(self, k) for k in keys}
         cfg.update(seed=self.seed, blocks=self.blocks, augment=asdict(self.augment))
         return cfg

@@ -113,3 +113,34 @@ def test_default_min_cluster_size_scales_with_n():
     model = CascadeClusterer(max_depth=0).fit(X)
     assert model.min_size_ == 20
     assert len(model.cluster_ids_) == 4
+
+
+def _three_clear_one_unclear(seed: int = 0):
+    """Four well-separated groups in 2-D; in the embedding space three are tight blobs and the last (50 of 350
+    points) is a diffuse mix: an 'unclear' cluster."""
+    rng = np.random.default_rng(seed)
+    sizes = [100, 100, 100, 50]
+    y = np.repeat(np.arange(4), sizes)
+    low = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])[y] + rng.standard_normal((len(y), 2))
+    emb, _ = blobs(n_per=100, k=3, dim=16, spread=0.1, seed=seed)
+    emb = np.vstack([emb, rng.standard_normal((50, 16))]).astype(np.float32)
+    return low.astype(np.float32), emb, y
+
+
+def test_stage_four_leaves_unclear_clusters_unassigned_within_the_budget():
+    low, emb, y = _three_clear_one_unclear()
+    kw = dict(min_cluster_size=20, max_depth=0, noise_radius=None, coherence_threshold=0.5)
+    kept = CascadeClusterer(**kw, max_unassigned=None).fit(low, embeddings=emb)
+    assert len(kept.cluster_ids_) == 4 and kept.unclear_ == []
+    model = CascadeClusterer(**kw, max_unassigned=0.2).fit(low, embeddings=emb)
+    assert np.all(model.labels_[y == 3] == -1) and np.all(model.labels_[y < 3] >= 0)
+    assert [size for _, _, size in model.unclear_] == [50] and model.unclear_[0][1] < 0.5
+    np.testing.assert_array_equal(model.cluster_ids_, [0, 1, 2])  # relabelled without gaps
+    assert sorted(model.parent_) == [0, 1, 2] and purity_score(model.labels_, y) == 1.0
+    assert np.all(model.coherence_ > 0.5)
+    # over budget: 50 of 350 points is 14%, more than 10% may not be left out
+    tight = CascadeClusterer(**kw, max_unassigned=0.1).fit(low, embeddings=emb)
+    assert tight.unclear_ == [] and len(tight.cluster_ids_) == 4
+    # coherent clusters are never left out, whatever the budget
+    lax = CascadeClusterer(**{**kw, "coherence_threshold": 0.0}, max_unassigned=0.9).fit(low, embeddings=emb)
+    assert lax.unclear_ == [] and len(lax.cluster_ids_) == 4

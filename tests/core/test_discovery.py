@@ -71,7 +71,7 @@ def test_plain_pipeline_is_umap_and_hdbscan_only(shop):
     X, y, docs = shop
     pipe = plain_pipeline(min_cluster_size=20)
     assert isinstance(pipe.head, Identity) and isinstance(pipe.reducer, UMAPReducer)
-    assert pipe.clusterer.max_depth == 0 and pipe.clusterer.noise_radius is None
+    assert pipe.clusterer.max_depth == 0 and pipe.clusterer.noise_radius is None and pipe.clusterer.max_unassigned is None
     pipe.fit(X, docs=docs)
     np.testing.assert_array_equal(pipe.labels_, pipe.clusterer.stage1_labels_)
     assert pipe.coords_ is None

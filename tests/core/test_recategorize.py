@@ -7,7 +7,15 @@ import pytest
 
 from core import config
 from core.ingest import ingest
-from core.recategorize import benchmark, debrand, discover
+from core.recategorize import (
+    benchmark,
+    colour_pattern,
+    colour_vocabulary,
+    debrand,
+    discover,
+    feature_texts,
+    without_care_sentences,
+)
 from db import proposals as props
 from db import repo
 from db.models import Product
@@ -19,6 +27,38 @@ def test_debrand_removes_whole_word_brand_names():
     assert debrand("Catwalk Women Heels", "Cat") == "Catwalk Women Heels"
     assert debrand("Nike", "Nike") == "Nike"  # never an empty title
     assert debrand("Red Heels", None) == "Red Heels"
+
+
+def test_colour_vocabulary_reads_colour_attributes_that_enough_products_share():
+    attrs = [{"base_colour": "Navy Blue", "attributes": {"Strap Colour": "Black"}}] * 3 + [
+        {"base_colour": "Red", "usage": "Casual"},
+        {"base_colour": "#FF0000", "Colour Shade Name": "Black"},
+    ]
+    vocab = colour_vocabulary(attrs, min_count=3)
+    assert vocab == ["navy blue", "black", "blue", "navy"]  # longest first; "red" (1 product) and the hex code left out
+    assert "casual" not in colour_vocabulary(attrs, min_count=1) and "red" in colour_vocabulary(attrs, min_count=1)
+    assert colour_pattern([]) is None
+
+
+def test_care_sentences_are_dropped_and_the_rest_kept():
+    desc = "Black running shoes with a mesh upper. Wipe with a clean, dry cloth to remove dust. Cushioned sole"
+    assert without_care_sentences(desc) == "Black running shoes with a mesh upper. Cushioned sole"
+    assert without_care_sentences("") == ""
+
+
+def test_feature_texts_leave_out_brand_colour_and_care_text():
+    colours = colour_pattern(["navy blue", "silver", "blue", "navy"])
+    title, text = feature_texts(
+        "Puma Men Navy Blue Silver-Toned Running Shoes",
+        "Machine wash cold.  A pair of navy blue running shoes from Puma, cushioned sole",
+        "Puma",
+        colours,
+    )
+    assert title == "Men Running Shoes"
+    assert text == "Men Navy Blue Silver-Toned Running Shoes. A pair of navy blue running shoes from , cushioned sole"
+    assert feature_texts("Blue", "", None, colours)[0] == "Blue"  # never an empty title
+    long_title, long_text = feature_texts("Heels", "x" * 2000, None, None)
+    assert long_title == "Heels" and len(long_text) == len("Heels. ") + 600
 
 
 @pytest.fixture
@@ -62,5 +102,18 @@ def test_benchmark_scores_both_pipelines_against_the_hidden_level(shoes_db):
     url, n = shoes_db
     result = benchmark(url, node_path="Footwear > Shoes")
     assert result["n_products"] == n and set(result["hidden_types"]) >= {"Heels", "Flats", "Casual Shoes"}
+    assert result["settings"]["max_unassigned"] == 0.2 and result["settings"]["min_cluster_size"] == 10
+    left_out = result["runs"]["discovery (SimCLR + UMAP + cascade)"]["unclear_left_out"]
+    assert sum(c["size"] for c in left_out) <= 0.2 * n
+    assert result["runs"]["plain (UMAP + HDBSCAN, raw embeddings)"]["unclear_left_out"] == []
     for run in result["runs"].values():
         assert 0.0 < run["purity"] <= 1.0 and 0.0 <= run["share_unassigned"] < 1.0 and run["n_clusters"] >= 1
+
+
+def test_discover_command_options_reach_the_pipeline():
+    from core.cli import _discovery_options, build_parser
+
+    parse = build_parser().parse_args
+    assert _discovery_options(parse(["discover"]))["max_unassigned"] == 0.2
+    opts = _discovery_options(parse(["discover", "--max-unassigned", "-1", "--min-cluster-size", "25", "--seed", "3"]))
+    assert opts == {"seed": 3, "device": None, "min_cluster_size": 25, "max_unassigned": None}

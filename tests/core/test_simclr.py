@@ -125,3 +125,13 @@ def test_threads_option_is_restored_after_fit():
     head._epoch = lambda *a: seen.append(torch.get_num_threads()) or original(*a)
     head.fit(X)
     assert seen == [before + 1] and torch.get_num_threads() == before
+
+
+def test_small_inputs_get_enough_steps():
+    head = small_head(epochs=2, min_steps=12, batch_size=64)
+    assert head.epochs_for(640) == 2  # 10 batches an epoch: 2 epochs already make 20 steps
+    assert head.epochs_for(128) == 6  # 2 batches an epoch
+    assert head.epochs_for(40) == 12  # one (smaller) batch an epoch
+    X, _ = blobs(n_per=32, k=4, dim=8)
+    assert len(head.fit(X).loss_history_) == 6
+    assert small_head(epochs=2).epochs_for(40) == 2  # min_steps=0: epochs as given
