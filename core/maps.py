@@ -160,3 +160,12 @@ def scatter_groups(product_ids: np.ndarray, xy: np.ndarray, names: list[str], *,
                 }
             )
     return out
+
+
+def unassigned_note(meta: dict[str, Any]) -> str:
+    """ "18% unassigned (6 unclear groups among them) · " for a map's caption; "" when the map does not say."""
+    if "unassigned" not in meta:
+        return ""
+    groups = int(meta.get("unclear_groups") or 0)
+    among = f" ({groups} unclear group{'s' if groups != 1 else ''} among them)" if groups else ""
+    return f"{float(meta['unassigned']):.0%} unassigned{among} · "

@@ -210,7 +210,13 @@ def discover(
             product_ids=cat.product_ids[rows],
             xy=pipe.coords_,
             clusters=pipe.labels_,
-            meta={"node": node_path, "run_key": run_key, "timings": {k: round(v, 1) for k, v in pipe.timings_.items()}},
+            meta={
+                "node": node_path,
+                "run_key": run_key,
+                "timings": {k: round(v, 1) for k, v in pipe.timings_.items()},
+                "unassigned": round(float((pipe.labels_ < 0).mean()), 4),
+                "unclear_groups": len(pipe.clusterer.unclear_),
+            },
         )
     with transaction(factory) as s:
         n = props.replace_open_proposals(

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import cache
 from app.widgets import confirmation, flash, perform, product_grid, request
+from core.maps import unassigned_note
 
 st.title("Clusters")
 flash()
@@ -57,7 +58,7 @@ event = st.plotly_chart(fig, key=f"clu_scatter_{slug}", on_select="rerun", selec
 selected = [int(pt["customdata"]) for pt in (event.selection.points if event and event.selection else []) if "customdata" in pt]
 if data is not None:
     st.caption(
-        f"{data['n']:,} products · lasso or box to select · "
+        f"{data['n']:,} products · {unassigned_note(data['meta'])}lasso or box to select · "
         + ", ".join(f"{k} {v}s" for k, v in data["meta"].get("timings", {}).items())
     )
 

@@ -475,7 +475,7 @@ def with_maps(app_env, with_proposals):
         product_ids=node_ids,
         xy=np.random.default_rng(0).normal(size=(len(node_ids), 2)),
         clusters=np.zeros(len(node_ids)),
-        meta={"timings": {"view": 1.0}},
+        meta={"timings": {"view": 1.0}, "unassigned": 0.184, "unclear_groups": 6},
     )
     every = np.array(every)
     save_map(
@@ -521,3 +521,4 @@ def test_clusters_page_node_view_shows_every_product_of_the_node(app_env, with_m
     names = {t["name"].split(" (")[0] for t in traces}
     assert {f"#{pids[0]} alpha", f"#{pids[1]} gamma"} <= names
     assert ("unassigned" in names) == (node["products"] > len(ids))
+    assert any("18% unassigned (6 unclear groups among them)" in c.value for c in at.caption)

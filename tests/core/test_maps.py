@@ -43,3 +43,12 @@ def test_catalogue_map_is_built_once_per_content(small_db, tmp_path):
     again = maps.build_catalogue_map(small_db, log=lines.append)
     assert again["key"] == meta["key"] and "up to date" in lines[-1]
     assert maps.build_catalogue_map(small_db, force=True, log=quiet)["made"]
+
+
+def test_unassigned_note_says_how_many_products_and_unclear_groups():
+    from core.maps import unassigned_note
+
+    assert unassigned_note({"unassigned": 0.1834, "unclear_groups": 6}) == "18% unassigned (6 unclear groups among them) · "
+    assert unassigned_note({"unassigned": 0.05, "unclear_groups": 1}) == "5% unassigned (1 unclear group among them) · "
+    assert unassigned_note({"unassigned": 0.288}) == "29% unassigned · "
+    assert unassigned_note({"timings": {}}) == ""  # maps saved before the share was recorded

@@ -91,6 +91,11 @@ def test_discover_stores_open_proposals_under_the_node(shoes_db):
     assert len(members) == len(set(members)) and set(members) <= under and len(members) >= 0.5 * n
     assert all(p.name and p.scores["size"] == len(p.members) for p in proposals)
     assert all(isinstance(n, str) for p in proposals for n in p.suggested_names)
+    from core.maps import load_map, slug_for
+
+    saved = load_map(slug_for(node.id))
+    assert saved["meta"]["unassigned"] == pytest.approx((saved["clusters"] < 0).mean(), abs=1e-4)
+    assert saved["meta"]["unclear_groups"] >= 0 and len(saved["product_ids"]) == n
     assert discover(url, node_path="Footwear > Shoes", log=lambda *_: None) == count  # seeded, replaced not added
     with factory() as s:
         assert len(props.list_proposals(s, parent_node_id=node.id)) == count
