@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+SPECTRAL_FAILED = "Spectral initialisation failed"  # umap's warning when its eigensolver gives up
+
 CACHE_VERSION = 1
 
 
@@ -106,6 +108,10 @@ class UMAPReducer:
         n_epochs: optimisation epochs (None: UMAP's default).
         seed: random state; makes results reproducible (UMAP then runs single-threaded).
         cache_dir: folder for cached `.npy` results, or None for no cache.
+
+    UMAP starts from a spectral layout; when its eigensolver gives up (a small eigengap, e.g. many near-duplicate
+    products), umap falls back to a random start that is not reproducible even with a seed, so the projection is
+    refitted from a PCA start instead. `init_` says which start was used.
     """
 
     def __init__(
@@ -133,7 +139,7 @@ class UMAPReducer:
     def params(self) -> dict:
         """The settings that determine the projection (part of the cache key)."""
         keys = ("n_components", "n_neighbors", "min_dist", "metric", "n_epochs", "seed")
-        return {"method": "umap", **{k: getattr(self, k) for k in keys}}
+        return {"method": "umap", "start": "spectral, else pca", **{k: getattr(self, k) for k in keys}}
 
     def cache_path(self, X: np.ndarray) -> Path | None:
         """Where the projection of X is (or would be) cached; None without a cache folder."""
@@ -160,8 +166,27 @@ class UMAPReducer:
         n = len(X)
         if n <= self.n_components + 2:  # too few points for a spectral layout
             return pca_project(X, n_components=self.n_components, seed=self.seed)
+        import warnings
+
+        self.init_ = "spectral" if n > 4 * self.n_components else "random"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = self._fit_umap(X, self.init_)
+        failed = [w for w in caught if SPECTRAL_FAILED in str(w.message)]
+        for w in caught:
+            if w not in failed:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if failed and self.init_ == "spectral":
+            # umap then starts from a random layout that is not reproducible (same seed, different map);
+            # a PCA start is, and keeps the global structure that a spectral start would have given
+            self.init_ = "pca"
+            out = self._fit_umap(X, self.init_)
+        return out
+
+    def _fit_umap(self, X: np.ndarray, init: str) -> np.ndarray:
         import umap
 
+        n = len(X)
         self.model_ = umap.UMAP(
             n_components=self.n_components,
             n_neighbors=max(2, min(self.n_neighbors, n - 1)),
@@ -171,7 +196,7 @@ class UMAPReducer:
             random_state=self.seed,
             transform_seed=self.seed,
             n_jobs=1,  # a seeded UMAP runs on one thread anyway
-            init="spectral" if n > 4 * self.n_components else "random",
+            init=init,
         )
         return self.model_.fit_transform(X).astype(np.float32)
 

@@ -38,8 +38,9 @@ def test_pca_project_pads_when_input_is_small():
 
 def test_umap_keeps_clusters_and_is_seeded(data, tmp_path):
     X, y = data
-    a = UMAPReducer(n_components=10, seed=1).fit_transform(X)
-    assert a.shape == (200, 10) and a.dtype == np.float32
+    reducer = UMAPReducer(n_components=10, seed=1)
+    a = reducer.fit_transform(X)
+    assert a.shape == (200, 10) and a.dtype == np.float32 and reducer.init_ == "spectral"
     assert purity_score(run_hdbscan(a, min_cluster_size=10), y) == 1.0
     b = UMAPReducer(n_components=10, seed=1).fit_transform(X)
     np.testing.assert_array_equal(a, b)
@@ -71,3 +72,13 @@ def test_project_handles_tiny_inputs_and_caches(tmp_path):
     assert project(tiny, n_components=2).shape == (4, 2)
     project(tiny, n_components=10, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("umap-*.npy"))) == 1
+
+
+def test_umap_stays_reproducible_when_the_spectral_start_fails():
+    # 30 products, each listed 10 times: umap's eigensolver gives up and umap's own fallback is not reproducible
+    X = np.repeat(np.random.default_rng(0).standard_normal((30, 16)), 10, axis=0).astype(np.float32)
+    first, second = UMAPReducer(n_components=10, seed=0), UMAPReducer(n_components=10, seed=0)
+    np.testing.assert_array_equal(first.fit_transform(X), second.fit_transform(X))
+    assert first.init_ == second.init_ == "pca"
+    same = first.embedding_[:10]  # copies of one product stay together
+    assert np.abs(same - same.mean(0)).max() < np.abs(first.embedding_ - first.embedding_.mean(0)).max()
