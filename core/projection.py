@@ -108,10 +108,12 @@ class UMAPReducer:
         n_epochs: optimisation epochs (None: UMAP's default).
         seed: random state; makes results reproducible (UMAP then runs single-threaded).
         cache_dir: folder for cached `.npy` results, or None for no cache.
+        init: the starting layout, "pca" or "spectral" (umap's default).
 
-    UMAP starts from a spectral layout; when its eigensolver gives up (a small eigengap, e.g. many near-duplicate
-    products), umap falls back to a random start that is not reproducible even with a seed, so the projection is
-    refitted from a PCA start instead. `init_` says which start was used.
+    The default start is PCA: umap's spectral start comes from ARPACK, whose answer for a nearly degenerate graph
+    (a node of ~1,000 products) changed from run to run with the same seed, and with it the clusters. When a
+    spectral start is asked for and its eigensolver gives up, umap falls back to a random start that is not
+    reproducible either, so the projection is refitted from PCA. `init_` says which start was used.
     """
 
     def __init__(
@@ -124,7 +126,11 @@ class UMAPReducer:
         n_epochs: int | None = None,
         seed: int = 42,
         cache_dir: str | Path | None = None,
+        init: str = "pca",
     ):
+        if init not in ("pca", "spectral"):
+            raise ValueError(f"init must be 'pca' or 'spectral', not {init!r}")
+        self.init = init
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
@@ -138,8 +144,8 @@ class UMAPReducer:
 
     def params(self) -> dict:
         """The settings that determine the projection (part of the cache key)."""
-        keys = ("n_components", "n_neighbors", "min_dist", "metric", "n_epochs", "seed")
-        return {"method": "umap", "start": "spectral, else pca", **{k: getattr(self, k) for k in keys}}
+        keys = ("n_components", "n_neighbors", "min_dist", "metric", "n_epochs", "seed", "init")
+        return {"method": "umap", **{k: getattr(self, k) for k in keys}}
 
     def cache_path(self, X: np.ndarray) -> Path | None:
         """Where the projection of X is (or would be) cached; None without a cache folder."""
@@ -168,7 +174,7 @@ class UMAPReducer:
             return pca_project(X, n_components=self.n_components, seed=self.seed)
         import warnings
 
-        self.init_ = "spectral" if n > 4 * self.n_components else "random"
+        self.init_ = self.init if n > 4 * self.n_components else "random"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             out = self._fit_umap(X, self.init_)

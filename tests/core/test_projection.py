@@ -40,7 +40,7 @@ def test_umap_keeps_clusters_and_is_seeded(data, tmp_path):
     X, y = data
     reducer = UMAPReducer(n_components=10, seed=1)
     a = reducer.fit_transform(X)
-    assert a.shape == (200, 10) and a.dtype == np.float32 and reducer.init_ == "spectral"
+    assert a.shape == (200, 10) and a.dtype == np.float32 and reducer.init_ == "pca"
     assert purity_score(run_hdbscan(a, min_cluster_size=10), y) == 1.0
     b = UMAPReducer(n_components=10, seed=1).fit_transform(X)
     np.testing.assert_array_equal(a, b)
@@ -77,8 +77,16 @@ def test_project_handles_tiny_inputs_and_caches(tmp_path):
 def test_umap_stays_reproducible_when_the_spectral_start_fails():
     # 30 products, each listed 10 times: umap's eigensolver gives up and umap's own fallback is not reproducible
     X = np.repeat(np.random.default_rng(0).standard_normal((30, 16)), 10, axis=0).astype(np.float32)
-    first, second = UMAPReducer(n_components=10, seed=0), UMAPReducer(n_components=10, seed=0)
+    first, second = (UMAPReducer(n_components=10, seed=0, init="spectral") for _ in range(2))
     np.testing.assert_array_equal(first.fit_transform(X), second.fit_transform(X))
     assert first.init_ == second.init_ == "pca"
     same = first.embedding_[:10]  # copies of one product stay together
     assert np.abs(same - same.mean(0)).max() < np.abs(first.embedding_ - first.embedding_.mean(0)).max()
+
+
+def test_umap_start_is_checked_and_part_of_the_cache_key(tmp_path):
+    with pytest.raises(ValueError, match="init must be"):
+        UMAPReducer(init="random")
+    X = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    pca, spectral = UMAPReducer(cache_dir=tmp_path), UMAPReducer(cache_dir=tmp_path, init="spectral")
+    assert pca.cache_path(X) != spectral.cache_path(X)
