@@ -133,7 +133,13 @@ class AnnIndex:
         self._cpu = cpu
         if faiss.try_extract_index_ivf(cpu) is not None:
             faiss.extract_index_ivf(cpu).make_direct_map()
-        want_gpu = faiss.get_num_gpus() > 0 if self.use_gpu is None else self.use_gpu
+        gpus = faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
+        if self.use_gpu and gpus == 0:
+            raise RuntimeError(
+                "use_gpu=True but faiss sees no GPU (faiss-cpu is installed, or no CUDA device is visible): "
+                "install faiss-gpu on a CUDA host, or leave use_gpu=None to use a GPU only when there is one"
+            )
+        want_gpu = gpus > 0 if self.use_gpu is None else self.use_gpu
         if want_gpu and self.kind_ != "hnsw":
             self._gpu_res = faiss.StandardGpuResources()
             self.index_ = faiss.index_cpu_to_gpu(self._gpu_res, 0, cpu)

@@ -96,3 +96,53 @@ def test_save_load_round_trip(tmp_path, data, kind):
 def test_build_rejects_mismatched_ids():
     with pytest.raises(ValueError, match="ids for"):
         AnnIndex().build(np.ones((3, 2), np.float32), ids=np.arange(2))
+
+
+class FakeGpuFaiss:
+    """Stands in for faiss-gpu's three entry points that core.ann calls, recording what it moves to the GPU."""
+
+    def __init__(self, gpus: int):
+        self.gpus = gpus
+        self.moved: list[str] = []
+
+    def get_num_gpus(self) -> int:
+        return self.gpus
+
+    def StandardGpuResources(self):  # noqa: N802 (faiss' name)
+        return object()
+
+    def index_cpu_to_gpu(self, resources, device: int, cpu):
+        assert device == 0
+        self.moved.append(type(cpu).__name__)
+        return cpu  # searches still run (on the CPU index), so results stay checkable
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    import faiss
+
+    fake = FakeGpuFaiss(gpus=1)
+    for name in ("get_num_gpus", "StandardGpuResources", "index_cpu_to_gpu"):
+        monkeypatch.setattr(faiss, name, getattr(fake, name), raising=False)  # faiss-cpu lacks the GPU names
+    return fake
+
+
+def test_flat_and_ivf_go_to_the_gpu_when_faiss_sees_one(fake_gpu, data, tmp_path):
+    flat = AnnIndex().build(data)
+    ivf = AnnIndex(kind="ivf").build(data)
+    assert fake_gpu.moved == ["IndexFlatIP", "IndexIVFFlat"]
+    AnnIndex(kind="hnsw").build(data[:500])  # faiss has no GPU HNSW: stays on the CPU
+    AnnIndex(use_gpu=False).build(data)  # forced off
+    assert fake_gpu.moved == ["IndexFlatIP", "IndexIVFFlat"]
+    assert flat._cpu is not None and ivf.neighbours(3, 5)[1].shape == (1, 5)  # reconstruct reads the CPU copy
+    AnnIndex.load(ivf.save(tmp_path / "x.faiss"))
+    assert fake_gpu.moved[-1] == "IndexIVFFlat"  # a loaded index goes back to the GPU
+
+
+def test_use_gpu_true_without_a_gpu_fails_loudly(monkeypatch, data):
+    import faiss
+
+    monkeypatch.setattr(faiss, "get_num_gpus", FakeGpuFaiss(gpus=0).get_num_gpus)
+    assert type(AnnIndex().build(data).index_).__name__ == "IndexFlatIP"  # auto: the CPU
+    with pytest.raises(RuntimeError, match="faiss sees no GPU"):
+        AnnIndex(use_gpu=True).build(data)
