@@ -64,6 +64,7 @@ def same_scores(a: np.ndarray, b: np.ndarray, tol: float = 1e-4) -> float:
 class Report:
     def __init__(self):
         self.checks: list[dict] = []
+        self.context: dict = {}
 
     def check(self, name: str, ok: bool, **numbers) -> None:
         self.checks.append({"check": name, "ok": bool(ok), **numbers})
@@ -81,13 +82,12 @@ def correctness(X: np.ndarray, Q: np.ndarray, report: Report, *, gpu: bool | Non
     report.check("auto index at catalogue size is flat and on the GPU", on_gpu, type=name)
     s11, _ = cpu_flat.search(Q, 11)
     unique_rows = len(np.unique(X, axis=0))
-    report.check(
-        "context: duplicate vectors and ties at the 10th place",
-        True,
-        vectors=len(X),
-        distinct_vectors=unique_rows,
-        queries_with_a_tie_at_10th=round(float(np.mean(s11[:, 9] - s11[:, 10] < 1e-6)), 4),
-    )
+    report.context = {  # not a check: why ids may differ where scores agree
+        "vectors": len(X),
+        "distinct_vectors": unique_rows,
+        "queries_with_a_tie_at_10th": round(float(np.mean(s11[:, 9] - s11[:, 10] < 1e-6)), 4),
+    }
+    print("context:", report.context, flush=True)
     s_cpu, i_cpu = cpu_flat.search(Q, 10)
     s_gpu, i_gpu = gpu_flat.search(Q, 10)
     report.check(
@@ -219,7 +219,7 @@ def main() -> int:
         "vectors": f"{len(X):,} catalogue MiniLM title vectors (int8 round trip); {args.large:,} = those repeated with noise",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "checks": report.checks, "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({"meta": meta, "context": report.context, "checks": report.checks, "rows": rows}, indent=1))
     print(f"| vectors | index | device | build s | p50 ms | p95 ms | batch of {len(Q):,}: ms | recall@10 by id (ties counted) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

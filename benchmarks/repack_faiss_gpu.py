@@ -92,7 +92,8 @@ def keep_one_arch(data: bytearray, arch: int) -> tuple[int, int]:
             kind, _, entry_header, payload = struct.unpack_from("<HHIQ", data, q)
             if kind == CUBIN and struct.unpack_from("<I", data, q + 28)[0] == arch:
                 keep.append(bytes(data[q : q + entry_header + payload]))
-            dropped += not (kind == CUBIN and struct.unpack_from("<I", data, q + 28)[0] == arch)
+            else:
+                dropped += 1
             q += entry_header + payload
         if not keep:
             raise ValueError(f"a fatbin at {p:#x} has no sm_{arch} cubin")
