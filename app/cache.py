@@ -119,7 +119,7 @@ def cards(product_ids: list[int]) -> list[dict[str, Any]]:
 
 @st.cache_resource(show_spinner="Building the nearest-neighbour index...", max_entries=4)
 def node_search(url: str, node_path: str):
-    """FAISS index over a category's products (discovery features, from the embedding cache)."""
+    """FAISS indexes over a category's products: discovery features for neighbours, full titles for text search."""
     from core.recategorize import NodeSearch
 
     return NodeSearch(url, node_path)

@@ -3,11 +3,14 @@ discovery and the plain pipeline against the hidden article types."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from core import config
 from core.ingest import ingest
 from core.recategorize import (
+    NodeSearch,
     benchmark,
     colour_pattern,
     colour_vocabulary,
@@ -122,3 +125,21 @@ def test_discover_command_options_reach_the_pipeline():
     assert _discovery_options(parse(["discover"]))["max_unassigned"] == 0.2
     opts = _discovery_options(parse(["discover", "--max-unassigned", "-1", "--min-cluster-size", "25", "--seed", "3"]))
     assert opts == {"seed": 3, "device": None, "min_cluster_size": 25, "max_unassigned": None}
+
+
+def test_node_search_matches_every_word_of_the_query_and_neighbours_leave_the_product_out(shoes_db):
+    from db.session import get_sessionmaker
+
+    url, n = shoes_db
+    search = NodeSearch(url, "Footwear > Shoes")
+    with get_sessionmaker(url)() as s:
+        products = {p.id: (p.title, (p.attributes or {}).get("base_colour")) for p in s.query(Product).all()}
+    assert len(search.product_ids) == n
+    colour, _ = Counter(c for _, c in products.values() if c).most_common(1)[0]
+    found = search.search(f"{colour.lower()} shoes", k=10)
+    assert sum(products[i][1] == colour for i in found) >= 8  # colour words count (the discovery features drop them)
+    # every product's own title finds it (or a product with the same title) first; through the discovery
+    # features, which leave brand and colour out, 0.78 of them did
+    assert all(products[search.search(title, k=1)[0]][0] == title for title, _ in products.values())
+    near = search.neighbours(next(iter(products)), k=5)
+    assert len(near) == 5 and next(iter(products)) not in near
