@@ -22,10 +22,13 @@ WORKDIR /srv/curator
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
+COPY pyproject.toml README.md ./
 COPY app app
 COPY core core
 COPY db db
 COPY pages pages
+# the project itself, editable: imports resolve to /srv/curator (no sys.path patching), `curator` = `python -m core`
+RUN pip install --no-deps -e .
 
 RUN useradd --create-home curator && mkdir -p /data && chown curator /data
 USER curator

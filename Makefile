@@ -1,6 +1,7 @@
-# Taxonomy Curator. The two commands of the README:
+# Taxonomy Curator. The two commands of the README, and the lint CI runs first:
 #   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict/discover/map/review (cached), serve :8501
 #   make test   install what the tests need (venv, Chromium, PostgreSQL), start PostgreSQL, run the suite
+#   make lint   ruff, and the import-linter layering contracts of pyproject.toml
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,10 +12,12 @@ export CATALOG_DIR
 
 .PHONY: install system-deps run ingest models serve test lint bench clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import torch, streamlit, sqlalchemy, alembic, pandas, timm, open_clip, umap, hdbscan, faiss"
+	test -x $(BIN)/curator && cd / && $(abspath $(BIN))/python -c "import app, core.config, db.session"  # the editable install
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,8 +45,8 @@ run: models serve
 test: install system-deps
 	TEST_DATABASE_URL=$$(bash .ci/pg-start) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
-	$(BIN)/ruff check app core db pages tests benchmarks
+lint: install  # both run, either failing fails: ruff, then the layering contracts of pyproject.toml
+	$(BIN)/ruff check app core db pages tests benchmarks; status=$$?; $(BIN)/lint-imports || status=1; exit $$status
 
 bench: install
 	$(BIN)/python benchmarks/bench_ingest.py --catalog "$(CATALOG_DIR)"

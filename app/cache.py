@@ -1,5 +1,8 @@
-"""The app's only st.cache_* wrappers. Cached data is keyed by the database's audit high-water mark,
-so any curation action or ingest invalidates it, and nothing else does."""
+"""The app's only st.cache_* wrappers. Every cached value is keyed by the versions of what it is made from:
+`data_version` (the audit high-water mark: any curation action or ingest), `labels_version` (the last event
+that can move a product between categories), `proposals_version` (a discovery run replaces proposals without
+an audit event), `model_key` (stored predictions), the chosen encoders and a map file's mtime; so a change to
+what a value depends on invalidates it, and nothing else does."""
 
 from __future__ import annotations
 
@@ -9,12 +12,18 @@ import streamlit as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.prediction_view import prediction_frame
+from app.scatter import group_names, scatter_groups
 from core import config
+from core.embed.choice import EncoderChoice, chosen_encoders
+from core.steps.compare import compare_versions, current_labels, predicted_paths
+from core.steps.discover import NodeSearch
+from core.steps.maps import ALL, load_map, map_file, slug_for
+from db import actions, jobs, repo
 from db import predictions as preds
 from db import proposals as props
-from db import repo
-from db.models import AuditEvent, Job, ModelVersion, Prediction, Product
-from db.session import get_sessionmaker, upgrade
+from db.models import AuditEvent, Job, ModelVersion, Prediction, Product, Proposal
+from db.session import get_sessionmaker, transaction, upgrade
 
 
 def db_url() -> str:
@@ -35,6 +44,22 @@ def data_version() -> tuple[int, int]:
     """(last audit event id, product count): changes whenever the data does."""
     with factory()() as s:
         return s.scalar(select(func.max(AuditEvent.id))) or 0, s.scalar(select(func.count(Product.id))) or 0
+
+
+def labels_version() -> tuple[int, int]:
+    """(last audit event that can change a product's category path, product count): see `db.actions.Action.relabels`.
+
+    Unlike `data_version` it stays put when only proposals or the active model change.
+    """
+    last = select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(actions.relabelling()))
+    with factory()() as s:
+        return s.scalar(last) or 0, s.scalar(select(func.count(Product.id))) or 0
+
+
+def proposals_version() -> tuple[int, int]:
+    """(last proposal id, proposal count): a discovery run replaces a node's open proposals (without an audit event)."""
+    with factory()() as s:
+        return s.scalar(select(func.max(Proposal.id))) or 0, s.scalar(select(func.count(Proposal.id))) or 0
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -68,8 +93,6 @@ def model_key() -> tuple[int | None, str | None, int | None]:
 
 @st.cache_data(show_spinner="Loading predictions...", max_entries=4)
 def _predictions(url: str, version: tuple[int, int], key: tuple):
-    from core.prediction_view import prediction_frame
-
     if key[0] is None:
         return None, prediction_frame([])
     with _factory(url)() as s:
@@ -84,7 +107,7 @@ def predictions():
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _proposal_parents(url: str, version: tuple[int, int]) -> dict[int, str]:
+def _proposal_parents(url: str, version: tuple[int, int], proposals: tuple[int, int]) -> dict[int, str]:
     with _factory(url)() as s:
         ids = sorted({p.parent_node_id for p in props.list_proposals(s)})
         return {i: repo.get_node(s, i).path for i in ids}
@@ -92,7 +115,7 @@ def _proposal_parents(url: str, version: tuple[int, int]) -> dict[int, str]:
 
 def proposal_parents() -> dict[int, str]:
     """{node id: path} of every category that has discovered proposals."""
-    return _proposal_parents(db_url(), data_version())
+    return _proposal_parents(db_url(), data_version(), proposals_version())
 
 
 def proposals(parent_id: int) -> list[dict[str, Any]]:
@@ -118,18 +141,22 @@ def cards(product_ids: list[int]) -> list[dict[str, Any]]:
 
 
 @st.cache_resource(show_spinner="Building the nearest-neighbour index...", max_entries=4)
-def node_search(url: str, node_path: str):
-    """FAISS indexes over a category's products: discovery features for neighbours, full titles for text search."""
-    from core.recategorize import NodeSearch
+def _node_search(url: str, labels: tuple[int, int], encoders: tuple[str, str | None], node_path: str) -> NodeSearch:
+    return NodeSearch(url, node_path, choice=EncoderChoice(*encoders))
 
-    return NodeSearch(url, node_path)
+
+def node_search(node_path: str) -> NodeSearch:
+    """FAISS indexes over a category's products: discovery features for neighbours, full titles for text search.
+
+    Rebuilt when a product may have entered or left the category or changed (`labels_version`: an ingest, a relabel,
+    a merge...) or another text encoder was chosen; not after a decision on a proposal.
+    """
+    choice = chosen_encoders()
+    return _node_search(db_url(), labels_version(), (choice.text, choice.image), node_path)
 
 
 def latest_job(kind: str) -> Job | None:
     """The newest job of `kind` (running ones whose process died are marked failed first); not cached."""
-    from db import jobs
-    from db.session import transaction
-
     with transaction(factory()) as s:
         jobs.reap(s)
     with factory()() as s:
@@ -164,21 +191,18 @@ def model_versions() -> list[dict[str, Any]]:
 
 
 @st.cache_data(show_spinner="Comparing versions on their held-out products...", max_entries=16)
-def _comparison(url: str, version: tuple[int, int], old_id: int, new_id: int) -> dict[str, Any]:
-    from core.model_compare import compare_versions
-
+def _comparison(url: str, version: tuple[int, int], key: tuple, old_id: int, new_id: int) -> dict[str, Any]:
     with _factory(url)() as s:
         return compare_versions(s, old_id=old_id, new_id=new_id)
 
 
 def comparison(old_id: int, new_id: int) -> dict[str, Any]:
-    return _comparison(db_url(), data_version(), old_id, new_id)
+    """Per-level and per-node scores of two versions (cached until the labels or stored predictions change)."""
+    return _comparison(db_url(), data_version(), model_key(), old_id, new_id)
 
 
 def maps_available() -> dict[str, str]:
     """{map slug: title} of the scatter views on disk: nodes with proposals, and the whole catalogue."""
-    from core.maps import ALL, map_file, slug_for
-
     views = {slug_for(i): path for i, path in proposal_parents().items()}
     if map_file(ALL).exists():
         views[ALL] = "All products"
@@ -186,10 +210,9 @@ def maps_available() -> dict[str, str]:
 
 
 @st.cache_data(show_spinner="Loading the map...", max_entries=8)
-def _scatter(url: str, version: tuple[int, int], key: tuple, slug: str, colour: str, depth: int, mtime: float):
-    from core.maps import group_names, load_map, scatter_groups
-    from core.model_compare import current_labels, predicted_paths
-
+def _scatter(
+    url: str, version: tuple[int, int], key: tuple, proposals: tuple[int, int], slug: str, colour: str, depth: int, mtime: float
+):
     data = load_map(slug)
     if data is None:
         return None
@@ -212,9 +235,7 @@ def _scatter(url: str, version: tuple[int, int], key: tuple, slug: str, colour: 
 
 
 def scatter(slug: str, colour: str, depth: int) -> dict[str, Any] | None:
-    """Traces of the map `slug` coloured by `colour` (cached until the data, the model or the map changes)."""
-    from core.maps import map_file
-
+    """Traces of the map `slug` coloured by `colour` (cached until the data, the model, the proposals or the map change)."""
     path = map_file(slug)
     mtime = path.stat().st_mtime if path.exists() else 0.0
-    return _scatter(db_url(), data_version(), model_key(), slug, colour, depth, mtime)
+    return _scatter(db_url(), data_version(), model_key(), proposals_version(), slug, colour, depth, mtime)

@@ -1,17 +1,18 @@
-"""Streamlit entry point: `streamlit run app/main.py`. Builds the navigation over pages/."""
+"""Streamlit entry point: `streamlit run app/main.py`. Builds the navigation over pages/.
+
+The project is installed (`pip install -e .`, done by `make install`), so `app`, `core` and `db` import from
+wherever Streamlit runs this script.
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import streamlit as st
+
+from app.widgets import sidebar
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from app.widgets import sidebar  # noqa: E402
 
 st.set_page_config(page_title="Taxonomy Curator", page_icon=":material/account_tree:", layout="wide")
 PAGES = [

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
 from app import cache
-from db import curation, review
-from db import predictions as preds
-from db import proposals as props
+from core import jobs
+from db import actions
 from db.repo import CurationError
 from db.session import transaction
-
-ACTIONS: dict[str, Callable[..., Any]] = {
-    "add_node": curation.add_node,
-    "rename_node": curation.rename_node,
-    "move_node": curation.move_node,
-    "merge_node": curation.merge_node,
-    "retire_node": curation.retire_node,
-    "relabel_product": curation.relabel_product,
-    "undo": curation.undo,
-    "accept_proposal": props.accept_proposal,
-    "rename_proposal": props.rename_proposal,
-    "reject_proposal": props.reject_proposal,
-    "merge_proposals": props.merge_proposals,
-    "move_out": props.move_out,
-    "review_decide": review.decide,
-    "activate_model": preds.activate_model_version,
-}
 
 
 def actor() -> str:
@@ -52,10 +33,10 @@ def flash() -> None:
 
 
 def perform(action: str, **kwargs: Any) -> bool:
-    """Run one curation action as one transaction; reports the outcome and reruns on success."""
+    """Run the registered action `action` (db/actions.py) as one transaction; a refusal becomes the flash message."""
     try:
         with transaction(cache.factory()) as session:
-            ACTIONS[action](session, actor=actor(), **kwargs)
+            actions.perform(session, action, actor=actor(), **kwargs)
     except CurationError as exc:
         st.session_state["flash"] = ("error", str(exc))
         return False
@@ -134,8 +115,6 @@ def job_status(job: Any) -> None:
 
 def start_job(kind: str) -> None:
     """Start a background job of `kind`; a refusal (one is running already) becomes the flash message."""
-    from core import jobs
-
     try:
         jobs.start(cache.db_url(), kind=kind, actor=actor())
     except CurationError as exc:
@@ -163,8 +142,9 @@ def audit_table(events: list[Any]) -> None:
     for event in events:
         left, right = st.columns([4, 1], vertical_alignment="center")
         state = f" · undone by #{event.undone_by_id}" if event.undone_by_id else ""
-        left.markdown(f"`#{event.id}` {event.time:%Y-%m-%d %H:%M} · **{event.actor}** · {event.summary}{state}")
-        undoable = event.action in curation.UNDO and not event.undone_by_id
+        what = actions.label(event.action)
+        left.markdown(f"`#{event.id}` {event.time:%Y-%m-%d %H:%M} · **{event.actor}** · _{what}_ · {event.summary}{state}")
+        undoable = actions.undoable(event.action) and not event.undone_by_id
         if undoable and right.button("Undo", key=f"undo_{event.id}"):
             if perform("undo", event_id=event.id):
                 st.session_state["flash"] = ("ok", f"Undid #{event.id}: {event.summary}")

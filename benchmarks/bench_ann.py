@@ -6,7 +6,7 @@ Vectors: the catalogue's MiniLM title embeddings (44,441 x 384, from the embeddi
 `python -m core embed` first); the 1M set repeats them with Gaussian noise (sigma 0.05 per dimension
 before re-normalising), so it keeps the real neighbourhood structure.
 
-    python benchmarks/bench_ann.py --out benchmarks/results/ann.json
+    python -m benchmarks.bench_ann --out benchmarks/results/ann.json
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def title_vectors(db_url: str) -> np.ndarray:
-    from core.dataset import load_catalogue
-    from core.features import embed_catalogue
+    from core.embed.features import embed_catalogue
+    from core.steps.catalogue import load_catalogue
     from db.session import get_sessionmaker
 
     with get_sessionmaker(db_url)() as s:
@@ -68,7 +67,7 @@ def tie_aware(found_scores: np.ndarray, exact_scores: np.ndarray, tol: float = 1
 
 
 def measure(X: np.ndarray, queries: np.ndarray, *, k: int, approx: dict) -> list[dict]:
-    from core.ann import AnnIndex
+    from core.discover.ann import AnnIndex
 
     rows, exact_ids, exact_scores = [], None, None
     for label, options in (("exact (flat IP)", {"kind": "flat"}), (f"approximate ({approx['kind']})", approx)):

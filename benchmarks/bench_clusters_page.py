@@ -8,7 +8,7 @@ opens the page, picks the view and waits until Plotly has drawn every trace. Mea
 The node view (Footwear > Shoes, the page's default: timed from opening the page) is the baseline of the same run
 for the whole-catalogue view (timed from picking it in the View box).
 
-Usage: .venv/bin/python benchmarks/bench_clusters_page.py --out benchmarks/results/clusters_page.json
+Usage: .venv/bin/python -m benchmarks.bench_clusters_page --out benchmarks/results/clusters_page.json
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core import config
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, streamlit_cmd, wait_healthy
 
-from core import config  # noqa: E402
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, streamlit_cmd, wait_healthy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DRAWN = """(expected) => {
   const plot = document.querySelector('.stPlotlyChart .js-plotly-plot');
@@ -73,7 +72,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from core.maps import ALL, load_map, slug_for
+    from core.steps.maps import ALL, load_map, slug_for
     from db.repo import node_by_path
     from db.session import get_sessionmaker
 

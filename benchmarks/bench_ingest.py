@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 INGEST = """
 import json, resource, sys, time
-from core.ingest import ingest
+from core.steps.ingest import ingest
 from db.session import upgrade
 url, catalog = sys.argv[1], sys.argv[2]
 upgrade(url)
@@ -82,7 +82,6 @@ def main() -> int:
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ingest.json"))
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     rows = run(args.catalog, args.pg_url)
     meta = {
         "date": date.today().isoformat(),

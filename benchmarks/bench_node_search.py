@@ -4,7 +4,7 @@ it has both. Compares, in the same run, searching the products' full-title MiniL
 does) with searching the discovery features (titles and descriptions without brand, colour and care text; what
 it did before), both through `core.ann.AnnIndex`.
 
-    python benchmarks/bench_node_search.py --out benchmarks/results/node_search.json
+    python -m benchmarks.bench_node_search --out benchmarks/results/node_search.json
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
     from sqlalchemy import select
 
     from core.config import database_url
-    from core.encoders import get_encoder
-    from core.recategorize import NodeSearch, _catalogue_and_brands, node_products
+    from core.discover.features import node_products
+    from core.embed.encoders import get_encoder
+    from core.steps.catalogue import catalogue_and_brands
+    from core.steps.discover import NodeSearch
     from db.models import Product
     from db.session import get_sessionmaker
 
@@ -41,7 +42,7 @@ def main() -> int:
     search = NodeSearch(args.db, args.node)
     depth = len(args.node.split(" > "))
     factory = get_sessionmaker(args.db)
-    cat, _ = _catalogue_and_brands(factory)
+    cat, _ = catalogue_and_brands(factory)
     kind = {int(cat.product_ids[i]): cat.labels[i][depth] for i in node_products(cat, args.node)}
     with factory() as s:
         rows = s.execute(select(Product.id, Product.attributes)).all()

@@ -3,8 +3,8 @@
 Run on the lent GPU machine, with faiss-gpu importable, over the catalogue's MiniLM title vectors, which are
 exported here first (int8 with one scale, cosine to the float32 original >= 0.9999, so they travel small):
 
-    python benchmarks/gpu_ann_check.py --export .whl/title_vectors_int8.npz        # here, from the embedding cache
-    python3 benchmarks/gpu_ann_check.py --vectors .whl/title_vectors_int8.npz --out $OUT/gpu_ann.json   # there
+    python -m benchmarks.gpu_ann_check --export .whl/title_vectors_int8.npz        # here, from the embedding cache
+    python3 -m benchmarks.gpu_ann_check --vectors .whl/title_vectors_int8.npz --out $OUT/gpu_ann.json   # there
 
 Checks (each recorded with its numbers; the exit status is 1 when one fails):
 - `AnnIndex()` puts flat and IVF indexes on the GPU when faiss sees one, and keeps HNSW (CPU-only in faiss) on the CPU;
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.bench_ann import grow, latencies, overlap, tie_aware
 
-from benchmarks.bench_ann import grow, latencies, overlap, tie_aware  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def export(path: Path) -> None:
@@ -72,7 +72,7 @@ class Report:
 
 
 def correctness(X: np.ndarray, Q: np.ndarray, report: Report, *, gpu: bool | None) -> None:
-    from core.ann import AnnIndex
+    from core.discover.ann import AnnIndex
 
     ids = np.arange(len(X), dtype=np.int64) * 3 + 7  # a non-trivial id map
     cpu_flat = AnnIndex(kind="flat", use_gpu=False).build(X, ids=ids)
@@ -139,7 +139,7 @@ def correctness(X: np.ndarray, Q: np.ndarray, report: Report, *, gpu: bool | Non
 
 def speed(X: np.ndarray, Q: np.ndarray, *, gpu: bool | None, approx: dict, slow_queries: int) -> list[dict]:
     """k=10 latency and batched throughput of exact and approximate search, CPU then GPU, recall against CPU exact."""
-    from core.ann import AnnIndex
+    from core.discover.ann import AnnIndex
 
     rows, exact, exact_scores = [], None, None
     for label, options in (("exact", {"kind": "flat"}), (f"approximate ({approx['kind']})", approx)):

@@ -4,18 +4,15 @@ Run on the lent GPU machine with a folder (--assets) holding: minilm/ (MiniLM's 
 no weights: the model is random-initialised with the same architecture, which sets the speed), the
 EfficientNet-Lite0 state_dict (*.pth), images/*.jpg from the catalogue and texts.txt / titles.txt.
 
-    python benchmarks/gpu_embed_check.py --assets .gpucheck --out $OUT/gpu_embed.json
+    python -m benchmarks.gpu_embed_check --assets .gpucheck --out $OUT/gpu_embed.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def throughput(encoder, items, *, batch_size: int, device: str) -> dict:
@@ -40,7 +37,7 @@ def main() -> int:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from core.encoders import EfficientNetLite0Encoder, HFTextEncoder
+    from core.embed.encoders import EfficientNetLite0Encoder, HFTextEncoder
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--assets", required=True)

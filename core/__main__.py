@@ -1,4 +1,4 @@
-"""`python -m core <step>`: the pipeline's command line."""
+"""`python -m core <step>` (the same as the `curator` console script): the pipeline's command line."""
 
 from core.cli import main
 

@@ -1,6 +1,8 @@
-"""Command line: one sub-command per pipeline step, dispatched from a dict.
+"""Command line (`python -m core <step>`, or the `curator` console script): one sub-command per pipeline step.
 
-Heavy modules are imported inside each command so `python -m core --help` is instant.
+`--db URL` is accepted before or after the sub-command (`python -m core --db URL train`, `python -m core train
+--db URL`); without it, `$DATABASE_URL` or ./data/curator.db. Every step except `db` first brings the schema to
+the current migration.
 """
 
 from __future__ import annotations
@@ -9,14 +11,32 @@ import argparse
 import getpass
 import json
 import sys
+from pathlib import Path
 
-from core import config
+from core import config, jobs
+from core.bench import discovery as discovery_bench
+from core.bench import retrain as retrain_bench
+from core.bench import review as review_bench
+from core.bench.evaluate import evaluate, markdown_table
+from core.data.ingest import ColumnMap, IngestError
+from core.embed.choice import EncoderChoice, chosen_encoders
+from core.embed.encoders import DEFAULT_ENCODERS
+from core.steps.catalogue import load_catalogue
+from core.steps.discover import discover
+from core.steps.embed import catalogue_features, embed
+from core.steps.ingest import ingest
+from core.steps.maps import build_catalogue_map
+from core.steps.predict import predict
+from core.steps.review import run_review
+from core.steps.train import train
+from db import proposals as props
+from db import review
+from db.repo import node_by_path
+from db.session import current_revision, get_sessionmaker, upgrade
 
 
 def _write_json(path: str, result) -> None:
     """Write a benchmark's result as JSON (folders created) and say where."""
-    from pathlib import Path
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(result, indent=1))
     print(f"written to {path}")
@@ -40,10 +60,6 @@ def _tqdm_progress():
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from core.ingest import ColumnMap, IngestError, ingest
-    from db.session import upgrade
-
-    upgrade(args.db)
     try:
         report = ingest(
             args.catalog,
@@ -69,9 +85,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from db.session import current_revision, upgrade
-
-    url = args.db or config.database_url()
+    url = args.db
     if args.action == "upgrade":
         upgrade(url)
     print(f"{url}: at revision {current_revision(url)}")
@@ -79,17 +93,16 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from core.dataset import load_catalogue
-    from core.features import embed_catalogue
-    from db.session import get_sessionmaker
-
-    with get_sessionmaker(args.db)() as s:
-        cat = load_catalogue(s)
-    image = None if args.image == "none" else args.image
-    feats = embed_catalogue(
-        cat,
-        text_encoder=args.text,
-        image_encoder=image,
+    try:
+        recorded = chosen_encoders()  # an option left out keeps the recorded choice (a plain `embed` undoes nothing)
+        image = recorded.image if args.image is None else (None if args.image == "none" else args.image)
+        choice = EncoderChoice(text=args.text or recorded.text, image=image)
+    except ValueError as exc:
+        print(f"embed: {exc}", file=sys.stderr)
+        return 2
+    feats = embed(
+        args.db,
+        choice=choice,
         descriptions=args.descriptions,
         batch_size=args.batch_size,
         device=args.device,
@@ -97,28 +110,31 @@ def cmd_embed(args: argparse.Namespace) -> int:
     )
     for modality, stats in feats.stats.items():
         print(f"{modality} ({feats.encoder_ids[modality]}): {stats}")
+    print(f"encoders recorded for the later steps: {choice.describe()}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.classify import evaluate, markdown_table
-    from core.dataset import load_catalogue
-    from core.features import embed_catalogue
-    from db.session import get_sessionmaker
-
     with get_sessionmaker(args.db)() as s:
         cat = load_catalogue(s)
     cat = cat.subset([i for i, lab in enumerate(cat.labels) if lab is not None])
-    feats = embed_catalogue(cat, device=args.device, progress=_tqdm_progress())
-    result = evaluate(cat, feats, seed=args.seed, device=args.device, progress=_tqdm_progress())
+    choice = chosen_encoders()
+    feats = catalogue_features(cat, choice=choice, device=args.device, progress=_tqdm_progress())
+    result = evaluate(
+        cat,
+        feats,
+        seed=args.seed,
+        device=args.device,
+        progress=_tqdm_progress(),
+        text_encoder=choice.text,
+        image_encoder=choice.image,
+    )
     _write_json(args.out, result)
     print(markdown_table(result["rows"]))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.pipeline import train
-
     train(
         args.db,
         seed=args.seed,
@@ -131,29 +147,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from core.pipeline import predict
-
     predict(args.db, force=args.force, device=args.device, progress=_tqdm_progress())
     return 0
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from core.recategorize import benchmark, discover
-
     if args.benchmark:
-        result = benchmark(args.db, node_path=args.node, **_discovery_options(args), progress=_tqdm_progress())
-        _write_json(args.out, result)
-        for name, run in result["runs"].items():
-            print(
-                f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters, "
-                f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s"
-            )
-        return 0
+        return _discover_benchmark(args)
     if args.if_missing:
-        from db import proposals as props
-        from db.repo import node_by_path
-        from db.session import get_sessionmaker
-
         with get_sessionmaker(args.db)() as s:
             node = node_by_path(s, args.node)
             if node is not None and props.list_proposals(s, parent_node_id=node.id):
@@ -163,27 +164,26 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _discover_benchmark(args: argparse.Namespace) -> int:
+    result = discovery_bench.benchmark(args.db, node_path=args.node, **_discovery_options(args), progress=_tqdm_progress())
+    _write_json(args.out, result)
+    for name, run in result["runs"].items():
+        print(
+            f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters, "
+            f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s"
+        )
+    return 0
+
+
 def _discovery_options(args: argparse.Namespace) -> dict:
     unassigned = None if args.max_unassigned < 0 else args.max_unassigned
     return dict(seed=args.seed, device=args.device, min_cluster_size=args.min_cluster_size, max_unassigned=unassigned)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from core.review import benchmark, run_review
-
     if args.benchmark:
-        result = benchmark(
-            args.db, share=args.share, folds=args.folds, seed=args.seed, device=args.device, progress=_tqdm_progress()
-        )
-        _write_json(args.out, result)
-        print(f"{result['n_flipped']} of {result['n_products']} labels flipped to a sibling or cousin path")
-        for name, r in result["rankings"].items():
-            print(f"  {name}: precision@k {r['precision_at_k']:.3f}, recall@k {r['recall_at_k']:.3f}")
-        return 0
+        return _review_benchmark(args)
     if args.if_missing:
-        from db import review
-        from db.session import get_sessionmaker
-
         with get_sessionmaker(args.db)() as s:
             if review.counts(s):
                 print("a review queue exists already (run without --if-missing to rescore)")
@@ -192,16 +192,25 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review_benchmark(args: argparse.Namespace) -> int:
+    result = review_bench.benchmark(
+        args.db, share=args.share, folds=args.folds, seed=args.seed, device=args.device, progress=_tqdm_progress()
+    )
+    _write_json(args.out, result)
+    print(f"{result['n_flipped']} of {result['n_products']} labels flipped to a sibling or cousin path")
+    for name, r in result["rankings"].items():
+        print(f"  {name}: precision@k {r['precision_at_k']:.3f}, recall@k {r['recall_at_k']:.3f}")
+    return 0
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     if args.benchmark:
-        from core.retrain_bench import benchmark
-
-        result = benchmark(args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress())
+        result = retrain_bench.benchmark(
+            args.db, node_path=args.node, seed=args.seed, device=args.device, progress=_tqdm_progress()
+        )
         _write_json(args.out, result)
         print(json.dumps({k: v for k, v in result.items() if k != "per_node"}, indent=1))
         return 0
-    from core import jobs
-
     if args.background:
         job_id = jobs.start(args.db, kind="retrain", actor=args.actor)
         print(f"retrain job #{job_id} started; its progress is on the Models page and in {jobs.job_log_file(job_id)}")
@@ -211,14 +220,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_job(args: argparse.Namespace) -> int:
-    from core.jobs import run_job
-
-    return 0 if run_job(args.db, args.job_id) else 1
+    return 0 if jobs.run_job(args.db, args.job_id) else 1
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from core.maps import build_catalogue_map
-
     meta = build_catalogue_map(args.db, seed=args.seed, force=args.force, device=args.device, progress=_tqdm_progress())
     if args.out:
         _write_json(args.out, meta)
@@ -230,12 +235,18 @@ def _seed_and_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
 
 
+DB_HELP = "database URL (default: $DATABASE_URL or ./data/curator.db)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
-    parser.add_argument("--db", default=None, help="database URL (default: $DATABASE_URL or ./data/curator.db)")
+    parser.add_argument("--db", default=None, help=DB_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_catalogue_commands, _model_commands, _curation_commands, _admin_commands):
         add(sub)
+    for command in sub.choices.values():
+        # also after the sub-command; SUPPRESS: when absent there, the value given before it (or None) stays
+        command.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
     return parser
 
 
@@ -256,8 +267,14 @@ def _catalogue_commands(sub) -> None:
     ing.set_defaults(func=cmd_ingest)
 
     emb = sub.add_parser("embed", help="embed product texts and photos (cached by content)")
-    emb.add_argument("--text", default="minilm", help="text encoder (default: %(default)s)")
-    emb.add_argument("--image", default="efficientnet-lite0", help="image encoder, or 'none' (default: %(default)s)")
+    emb.add_argument(
+        "--text", default=None, help=f"text encoder (default: the recorded choice, else {DEFAULT_ENCODERS['text']})"
+    )
+    emb.add_argument(
+        "--image",
+        default=None,
+        help=f"image encoder, or 'none' (default: the recorded choice, else {DEFAULT_ENCODERS['image']})",
+    )
     emb.add_argument("--descriptions", action="store_true", help="also embed title + description (slower)")
     emb.add_argument("--batch-size", type=int, default=64)
     emb.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
@@ -337,11 +354,10 @@ def _admin_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (default: the process's arguments), run the sub-command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if getattr(args, "db", None) is None:
+    if args.db is None:
         args.db = config.database_url()
     if args.command != "db":
-        from db.session import upgrade
-
         upgrade(args.db)  # idempotent: every step runs on the current schema
     return args.func(args)

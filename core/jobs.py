@@ -2,7 +2,9 @@
 the browser session that asked for it); `run_job` executes it, writing progress and log lines to the
 jobs table, and records success or the error.
 
-Kinds: "retrain" (`core.pipeline.retrain`) and "review" (`core.review.run_review`).
+Kinds: "retrain" (`core.steps.retrain.retrain`) and "review" (`core.steps.review.run_review`). The process runs
+with this interpreter (`sys.executable`) in the repository; the project is installed (`pip install -e .`), so
+it needs no PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from core.config import REPO_ROOT, data_dir
+from core.steps.retrain import retrain
+from core.steps.review import run_review
+from db import jobs
+from db.session import get_sessionmaker, transaction
 
 KINDS = ("retrain", "review")
 
 
 def start(db_url: str, *, kind: str, actor: str, params: dict[str, Any] | None = None, spawn: bool = True) -> int:
     """Queue a job (refused while one of the same kind is active) and launch its process; returns the job id."""
-    from db import jobs
-    from db.session import get_sessionmaker, transaction
-
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; use one of {KINDS}")
     factory = get_sessionmaker(db_url)
@@ -46,11 +49,7 @@ def launch(db_url: str, job_id: int) -> subprocess.Popen:
     """Start the job's process in its own session (it outlives the app's script run and the browser tab)."""
     logs = data_dir() / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,  # through the environment: a password in the URL stays out of `ps`
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-    }
+    env = {**os.environ, "DATABASE_URL": db_url}  # through the environment: a password in the URL stays out of `ps`
     with open(logs / f"job-{job_id}.log", "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "core", "job", "run", str(job_id)],
@@ -71,9 +70,6 @@ class _Reporter:
         self.last = 0.0
 
     def _write(self, **fields) -> None:
-        from db import jobs
-        from db.session import transaction
-
         with transaction(self.factory) as s:
             jobs.report(s, job_id=self.job_id, **fields)
 
@@ -100,9 +96,6 @@ STAGES = {
 
 def run_job(db_url: str, job_id: int, *, runners: dict[str, Callable[..., Any]] | None = None) -> bool:
     """Execute a queued job in this process; returns True when it finished without error."""
-    from db import jobs
-    from db.session import get_sessionmaker, transaction
-
     factory = get_sessionmaker(db_url)
     with transaction(factory) as s:
         job = jobs.claim(s, job_id=job_id, pid=os.getpid())
@@ -132,9 +125,6 @@ def run_job(db_url: str, job_id: int, *, runners: dict[str, Callable[..., Any]] 
 
 def _heartbeat(factory, job_id: int, stop: threading.Event) -> None:
     """Stamp the job's heartbeat while it runs (so other hosts can tell a live job from a dead one)."""
-    from db import jobs
-    from db.session import transaction
-
     while not stop.wait(jobs.HEARTBEAT_S):
         try:
             with transaction(factory) as s:
@@ -144,15 +134,11 @@ def _heartbeat(factory, job_id: int, stop: threading.Event) -> None:
 
 
 def _retrain(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
-    from core.pipeline import retrain
-
     version_id = retrain(db_url, actor=params.get("actor") or "retrain", progress=progress, log=log)
     return {"model_version_id": version_id}
 
 
 def _review(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
-    from core.review import run_review
-
     return {"queued": run_review(db_url, progress=progress, log=log)}
 
 
@@ -160,4 +146,5 @@ RUNNERS: dict[str, Callable[..., Any]] = {"retrain": _retrain, "review": _review
 
 
 def job_log_file(job_id: int) -> Path:
+    """Where `launch` writes the job's output."""
     return data_dir() / "jobs" / f"job-{job_id}.log"

@@ -2,13 +2,12 @@
 
 Each action takes the session keyword-only, never commits (the caller's `transaction` is the one
 transaction of the user's action), checks everything before it changes anything, writes one audit
-event holding what `undo` needs, and raises `CurationError` with a message a merchandiser can act on.
-Nothing is ever orphaned: retire and merge move every product label to an active target.
+event holding what its undo handler needs, and raises `CurationError` with a message a merchandiser can
+act on. Nothing is ever orphaned: retire and merge move every product label to an active target.
+The actions and their `undo_*` handlers are registered, and undo is dispatched, in db/actions.py.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -178,7 +177,7 @@ def relabel_product(session: Session, *, product_id: int, node_id: int, actor: s
     )
 
 
-# ---------------------------------------------------------------- undo
+# ---------------------------------------------------------------- undo handlers (registered in db.actions)
 
 
 def _check(condition: bool, event: AuditEvent) -> None:
@@ -188,7 +187,8 @@ def _check(condition: bool, event: AuditEvent) -> None:
         )
 
 
-def _undo_add(session: Session, event: AuditEvent) -> None:
+def undo_add_node(session: Session, event: AuditEvent) -> None:
+    """Delete a category added by `add_node`, refused while anything refers to it."""
     node = get_node(session, event.after["node_id"])
     _check(node.status != "retired", event)
     in_use = [
@@ -207,14 +207,16 @@ def _undo_add(session: Session, event: AuditEvent) -> None:
     session.delete(node)
 
 
-def _undo_rename(session: Session, event: AuditEvent) -> None:
+def undo_rename_node(session: Session, event: AuditEvent) -> None:
+    """Give a renamed category (and its descendants' paths) the old name back."""
     node = get_node(session, event.after["node_id"])
     _check(node.name == event.after["name"] and node.status == "active", event)
     node.name = event.before["name"]
     repath(session, node)
 
 
-def _undo_move(session: Session, event: AuditEvent) -> None:
+def undo_move_node(session: Session, event: AuditEvent) -> None:
+    """Put a moved category back under its former parent."""
     node = get_node(session, event.after["node_id"])
     _check(node.parent_id == event.after["parent_id"] and node.status == "active", event)
     if event.before["parent_id"] is not None:
@@ -230,7 +232,8 @@ def _restore_labels(session: Session, labels: dict[str, int], target_id: int | N
             label.node_id = old_node
 
 
-def _undo_merge(session: Session, event: AuditEvent) -> None:
+def undo_merge_node(session: Session, event: AuditEvent) -> None:
+    """Reactivate a merged category and give it back its sub-categories and labels."""
     source = get_node(session, event.after["node_id"])
     target_id = event.after["target_id"]
     _check(source.status == "retired" and source.redirect_id == target_id, event)
@@ -243,7 +246,8 @@ def _undo_merge(session: Session, event: AuditEvent) -> None:
     _restore_labels(session, event.before["labels"], target_id)
 
 
-def _undo_retire(session: Session, event: AuditEvent) -> None:
+def undo_retire_node(session: Session, event: AuditEvent) -> None:
+    """Reactivate a retired subtree and move its labels back."""
     node = get_node(session, event.after["node_id"])
     target_id = event.after["target_id"]
     _check(node.status == "retired" and node.redirect_id == target_id, event)
@@ -253,55 +257,9 @@ def _undo_retire(session: Session, event: AuditEvent) -> None:
     _restore_labels(session, event.before["labels"], target_id)
 
 
-def _undo_relabel(session: Session, event: AuditEvent) -> None:
+def undo_relabel_product(session: Session, event: AuditEvent) -> None:
+    """Restore the product's label from that source as it was before the relabel."""
     before, after = event.before, event.after
     label = session.scalar(select(Label).where(Label.product_id == after["product_id"], Label.source == after["source"]))
     _check(label is not None and label.node_id == after["node_id"], event)
     set_label(session, product_id=before["product_id"], node_id=before["node_id"], source=before["source"], actor=event.actor)
-
-
-UNDO: dict[str, Callable[[Session, AuditEvent], None]] = {
-    "add_node": _undo_add,
-    "rename_node": _undo_rename,
-    "move_node": _undo_move,
-    "merge_node": _undo_merge,
-    "retire_node": _undo_retire,
-    "relabel_product": _undo_relabel,
-}
-STRUCTURAL = {"add_node", "rename_node", "move_node", "merge_node", "retire_node", "accept_proposal"}
-
-
-def _register_proposal_actions() -> None:
-    from db.predictions import UNDO as MODEL_UNDO
-    from db.proposals import UNDO as PROPOSAL_UNDO
-    from db.review import UNDO as REVIEW_UNDO
-
-    UNDO.update(PROPOSAL_UNDO)
-    UNDO.update(REVIEW_UNDO)
-    UNDO.update(MODEL_UNDO)
-
-
-_register_proposal_actions()
-
-
-def undo(session: Session, *, event_id: int, actor: str) -> AuditEvent:
-    """Reverse the audited action `event_id`; writes an 'undo' audit event and returns it."""
-    event = session.get(AuditEvent, event_id)
-    if event is None:
-        raise CurationError(f"Unknown audit event #{event_id}.")
-    if event.undone_by_id is not None:
-        raise CurationError(f"#{event.id} ({event.summary}) was already undone by #{event.undone_by_id}.")
-    handler = UNDO.get(event.action)
-    if handler is None:
-        raise CurationError(f"#{event.id} is a {event.action!r} event, which cannot be undone.")
-    handler(session, event)
-    session.flush()
-    undo_event = write_audit(
-        session, actor=actor, action="undo", summary=f"Undid #{event.id}: {event.summary}", before=event.after, after=event.before
-    )
-    undo_event.undo_of_id = event.id
-    event.undone_by_id = undo_event.id
-    if event.action in STRUCTURAL:
-        bump_taxonomy_version(session, event=undo_event)
-    session.flush()
-    return undo_event

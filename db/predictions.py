@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from db.models import ModelVersion, Platform, Prediction, Product, TaxonomyNode
+from db.models import AuditEvent, ModelVersion, Platform, Prediction, Product, TaxonomyNode
 from db.repo import CurationError, effective_labels_subquery, image_location, write_audit
 
 
@@ -52,7 +53,7 @@ def activate_model_version(session: Session, *, version_id: int, actor: str) -> 
     return version
 
 
-def _undo_activate(session: Session, event) -> None:
+def undo_activate_model(session: Session, event: AuditEvent) -> None:
     """Give the active role back to the version that had it before (none: no version active)."""
     current = active_model_version(session)
     if current is None or current.id != event.after["version_id"]:
@@ -65,8 +66,6 @@ def _undo_activate(session: Session, event) -> None:
     if previous is not None:
         previous.status = "active"
 
-
-UNDO = {"activate_model": _undo_activate}
 
 
 def replace_predictions(session: Session, *, model_version_id: int, rows: list[dict[str, Any]]) -> int:
@@ -90,8 +89,6 @@ def prediction_count(session: Session, *, model_version_id: int) -> int:
 
 def mark_predicted(session: Session, *, model_version_id: int, key: str) -> None:
     """Record the data key the version's stored predictions were made on (so re-runs can be skipped), and when."""
-    from datetime import UTC, datetime
-
     version = session.get(ModelVersion, model_version_id)
     version.params = {**version.params, "predicted_key": key, "predicted_at": datetime.now(UTC).isoformat()}
 

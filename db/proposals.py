@@ -1,7 +1,7 @@
 """Discovered subcategory proposals and the actions on them: accept, rename, merge, reject.
 
 Each action takes the session keyword-only, never commits, writes one audit event, and can be undone
-through `db.curation.undo` (the handlers are registered there).
+by its `undo_*` handler (registered, and undo dispatched, in db/actions.py).
 """
 
 from __future__ import annotations
@@ -151,10 +151,11 @@ def move_out(session: Session, *, proposal_id: int, product_ids: list[int], acto
     return proposal
 
 
-# ---------------------------------------------------------------- undo handlers (registered in db.curation)
+# ---------------------------------------------------------------- undo handlers (registered in db.actions)
 
 
-def _undo_accept(session: Session, event: AuditEvent) -> None:
+def undo_accept_proposal(session: Session, event: AuditEvent) -> None:
+    """Delete the category an accepted proposal created, restore its members' labels, reopen it."""
     node = get_node(session, event.after["node_id"])
     proposal = session.get(Proposal, event.before["proposal_id"])
     others = session.scalars(select(Label.id).where(Label.node_id == node.id, Label.source != "human").limit(1)).first()
@@ -173,27 +174,23 @@ def _undo_accept(session: Session, event: AuditEvent) -> None:
     session.delete(node)
 
 
-def _undo_rename_proposal(session: Session, event: AuditEvent) -> None:
+def undo_rename_proposal(session: Session, event: AuditEvent) -> None:
+    """Give the proposal its earlier name back."""
     session.get(Proposal, event.before["proposal_id"]).name = event.before["name"]
 
 
-def _undo_reject(session: Session, event: AuditEvent) -> None:
+def undo_reject_proposal(session: Session, event: AuditEvent) -> None:
+    """Reopen a rejected proposal."""
     session.get(Proposal, event.before["proposal_id"]).status = "open"
 
 
-def _undo_merge_proposals(session: Session, event: AuditEvent) -> None:
+def undo_merge_proposals(session: Session, event: AuditEvent) -> None:
+    """Reopen the merged proposal and give the target its earlier members."""
     session.get(Proposal, event.before["source_id"]).status = "open"
     session.get(Proposal, event.before["target_id"]).members = event.before["members"]
 
 
-def _undo_move_out(session: Session, event: AuditEvent) -> None:
+def undo_move_out(session: Session, event: AuditEvent) -> None:
+    """Give the proposal back the products moved out of it."""
     session.get(Proposal, event.before["proposal_id"]).members = event.before["members"]
 
-
-UNDO = {
-    "accept_proposal": _undo_accept,
-    "rename_proposal": _undo_rename_proposal,
-    "reject_proposal": _undo_reject,
-    "merge_proposals": _undo_merge_proposals,
-    "move_out": _undo_move_out,
-}

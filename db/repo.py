@@ -2,7 +2,7 @@
 
 Every function takes the session keyword-only and never commits: the caller owns the transaction
 (`with db.session.transaction(factory) as s: ...`), so one user action is one transaction.
-Curation functions write an audit event that `undo` can reverse; see db/curation.py.
+Curation functions write an audit event that `db.actions.undo` can reverse; see db/actions.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `replace_open_items` stores a scoring run's queue (decided items are kept as history). A decision
 (accept the suggested path, keep the label, or choose another path) is one audited transaction that
-writes the product's `human` label and closes the item; `undo` restores the label and reopens it.
+writes the product's `human` label and closes the item; `undo_review_decision` restores the label and reopens it.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ def queue(
         node_id: only products currently labelled in this category or below it.
         platform: only products of this platform.
     """
+    stmt = _queue_statement(session, status=status, node_id=node_id, platform=platform, min_score=min_score)
+    return [_queue_row(session, r) for r in session.execute(stmt.limit(limit))]
+
+
+def _queue_statement(session: Session, *, status: str, node_id: int | None, platform: str | None, min_score: float):
+    """The SELECT of `queue`: items with their product, platform, current label and suggested path."""
     eff = effective_labels_subquery()
     label_node = TaxonomyNode.__table__.alias("label_node")
     suggested = TaxonomyNode.__table__.alias("suggested")
@@ -89,35 +95,35 @@ def queue(
             raise CurationError(f"Unknown category id {node_id}.")
         node = session.get(TaxonomyNode, node_id)
         stmt = stmt.where(label_node.c.id.in_([n.id for n in subtree(session, node)]))
-    out = []
-    for r in session.execute(stmt.limit(limit)):
-        item = r.ReviewItem
-        suggested_node = follow_redirects(session, session.get(TaxonomyNode, item.suggested_node_id))
-        out.append(
-            {
-                "id": item.id,
-                "product_id": item.product_id,
-                "external_id": r.external_id,
-                "platform": r.platform,
-                "title": r.title,
-                "description": " ".join((r.description or "").split())[:280],
-                "image": image_location(r.root, r.image) if r.image_status in ("ok", "remote") else None,
-                "label": r.label_path,
-                "label_id": r.label_id,
-                "label_changed": r.label_id != item.label_node_id,  # relabelled elsewhere since scoring
-                "suggested": suggested_node.path,
-                "suggested_id": suggested_node.id,
-                "suggested_confidence": item.suggested_confidence,
-                "score": item.score,
-                "self_confidence": item.self_confidence,
-                "margin": item.margin,
-                "flagged": item.flagged,
-                "levels": item.levels,
-                "status": item.status,
-                "decided_by": item.decided_by,
-            }
-        )
-    return out
+    return stmt
+
+
+def _queue_row(session: Session, r) -> dict[str, Any]:
+    """One row of `queue` as the dict a reviewer's page shows (the suggestion follows retire/merge redirects)."""
+    item = r.ReviewItem
+    suggested_node = follow_redirects(session, session.get(TaxonomyNode, item.suggested_node_id))
+    return {
+        "id": item.id,
+        "product_id": item.product_id,
+        "external_id": r.external_id,
+        "platform": r.platform,
+        "title": r.title,
+        "description": " ".join((r.description or "").split())[:280],
+        "image": image_location(r.root, r.image) if r.image_status in ("ok", "remote") else None,
+        "label": r.label_path,
+        "label_id": r.label_id,
+        "label_changed": r.label_id != item.label_node_id,  # relabelled elsewhere since scoring
+        "suggested": suggested_node.path,
+        "suggested_id": suggested_node.id,
+        "suggested_confidence": item.suggested_confidence,
+        "score": item.score,
+        "self_confidence": item.self_confidence,
+        "margin": item.margin,
+        "flagged": item.flagged,
+        "levels": item.levels,
+        "status": item.status,
+        "decided_by": item.decided_by,
+    }
 
 
 def counts(session: Session) -> dict[str, int]:
@@ -176,7 +182,8 @@ def decide(session: Session, *, item_id: int, decision: str, actor: str, node_id
     return item
 
 
-def _undo_decision(session: Session, event: AuditEvent) -> None:
+def undo_review_decision(session: Session, event: AuditEvent) -> None:
+    """Restore the product's earlier human label and reopen the review item."""
     before, after = event.before, event.after
     item = session.get(ReviewItem, after["item_id"])
     label = session.scalar(select(Label).where(Label.product_id == after["product_id"], Label.source == "human"))
@@ -192,5 +199,3 @@ def _undo_decision(session: Session, event: AuditEvent) -> None:
     set_label(session, product_id=before["product_id"], node_id=before["human_node_id"], source="human", actor=event.actor)
     item.status, item.decided_by, item.decided_at = "open", None, None
 
-
-UNDO = {"review_decision": _undo_decision}

@@ -4,8 +4,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cache
+from app.scatter import unassigned_note
 from app.widgets import confirmation, flash, perform, product_grid, request
-from core.maps import unassigned_note
 
 st.title("Clusters")
 flash()
@@ -121,7 +121,7 @@ with right:
     product_grid(cache.cards(shown[:16]), columns=4)
 
 st.subheader("Find similar products")
-index = cache.node_search(cache.db_url(), parents[parent])
+index = cache.node_search(parents[parent])
 q1, q2 = st.columns(2)
 query = q1.text_input("Search by text", key="clu_query", placeholder="e.g. white leather sneakers")
 cards = {c["id"]: c for c in cache.cards(shown[:16])}

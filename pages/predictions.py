@@ -3,8 +3,8 @@
 import streamlit as st
 
 from app import cache
+from app.prediction_view import AGREEMENT, filter_predictions, to_csv
 from app.widgets import prediction_cards
-from core.prediction_view import AGREEMENT, filter_predictions, to_csv
 
 st.title("Predictions")
 version, df = cache.predictions()

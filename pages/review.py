@@ -122,7 +122,7 @@ else:
         st.caption("Keys: **A** accept · **K** keep · **N** next · **L** relabel with the chosen category")
         if decided:
             decision, node_id = decided
-            if perform("review_decide", item_id=item["id"], decision=decision, node_id=node_id):
+            if perform("review_decision", item_id=item["id"], decision=decision, node_id=node_id):
                 target = {"accept": item["suggested"], "keep": item["label"]}.get(decision) or by_id[node_id]["path"]
                 st.session_state["flash"] = ("ok", f"{item['external_id']}: labelled {target!r} (Undo in the history below).")
             st.rerun()

@@ -6,11 +6,14 @@ class-dependent Gaussian vectors so that the database, split, cascade and storag
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
-from core.features import Features
-from core.ingest import ColumnMap, ingest
+from core.data.ingest import ColumnMap
+from core.embed.features import Features
+from core.steps.ingest import ingest
 
 LEAVES = ["Apparel > Topwear > Shirts", "Apparel > Topwear > Tshirts", "Footwear > Shoes > Heels", "Footwear > Shoes > Flats"]
 
@@ -30,10 +33,20 @@ def fake_embed(cat, **_):
     return Features(cat.product_ids, blocks, masks, {m: f"fake-{m}" for m in blocks}, {})
 
 
+def patch_everywhere(monkeypatch, name: str, value) -> None:
+    """Replace `name` in core.embed.features and in every loaded core module that imported it."""
+    import core.embed.features  # noqa: F401  (loaded, so it is patched too)
+
+    original = getattr(core.embed.features, name)
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith("core.") and getattr(module, name, None) is original:
+            monkeypatch.setattr(module, name, value)
+
+
 @pytest.fixture
 def small_db(db_url, tmp_path, monkeypatch):
-    monkeypatch.setattr("core.features.embed_catalogue", fake_embed)
-    monkeypatch.setattr("core.features.encoder_ids", lambda cat, **_: {m: f"fake-{m}" for m in ("title", "text", "image")})
+    patch_everywhere(monkeypatch, "embed_catalogue", fake_embed)
+    patch_everywhere(monkeypatch, "encoder_ids", lambda cat, **_: {m: f"fake-{m}" for m in ("title", "text", "image")})
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     lines = ["sku,name,category"]
     for i in range(240):

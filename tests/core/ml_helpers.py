@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.embed.encoders import save_open_clip_folder
+
 PATHS = [
     ("Apparel", "Topwear", "Shirts"),
     ("Apparel", "Topwear", "Tshirts"),
@@ -153,8 +155,6 @@ def tiny_clip(folder: Path, *, seed: int = 0):
     import open_clip
     import torch
 
-    from core.encoders import save_open_clip_folder
-
     torch.manual_seed(seed)
     model = open_clip.model.CLIP(**TINY_CLIP_CFG).eval()
     save_open_clip_folder(model, folder, model_cfg=TINY_CLIP_CFG, preprocess_cfg={"size": 32})
@@ -187,6 +187,10 @@ class FakeEncoder:
         if progress:
             progress(len(items), len(items))
         return out, ok
+
+    def embed(self, items, *, batch_size=32, device=None, progress=None) -> np.ndarray:
+        """The vectors of `embed_masked` (zeros where an item failed)."""
+        return self.embed_masked(items, batch_size=batch_size, device=device, progress=progress)[0]
 
     @property
     def n_embedded(self) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.ann import AnnIndex, ids_path, resolve_kind
+from core.discover.ann import AnnIndex, ids_path, resolve_kind
 from tests.core.discovery_helpers import blobs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.cascade import (
+from core.classify.cascade import (
     TwoStageCascade,
     choose_threshold,
     merge_predictions,
@@ -13,8 +13,9 @@ from core.cascade import (
     sweep_from_predictions,
     threshold_sweep,
 )
-from core.fusion import torch_threads
-from core.hierarchy import HierarchicalClassifier, HierarchicalPrediction, TaxonomyTree
+from core.classify.estimator import HierarchicalClassifier
+from core.classify.taxonomy import HierarchicalPrediction, TaxonomyTree
+from core.torch_runtime import torch_threads
 from tests.core.ml_helpers import labelled_data
 
 TREE = TaxonomyTree.from_paths([("A", "a"), ("A", "b"), ("B", "c")])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.clustering import (
+from core.discover.clustering import (
     CascadeClusterer,
     assign_noise,
     cluster_centroids,

@@ -8,8 +8,10 @@ import numpy as np
 from sqlalchemy import select
 
 from core import config
-from core.dataset import load_catalogue, product_text, stratified_split
-from core.ingest import ingest
+from core.data.dataset import product_text
+from core.data.split import stratified_split
+from core.steps.catalogue import load_catalogue
+from core.steps.ingest import ingest
 from db import curation, repo
 from db.models import Product
 from db.session import transaction
@@ -53,7 +55,7 @@ def test_stratified_split_is_seeded_and_keeps_proportions():
 
 def test_encoder_ids_match_what_embedding_reports(tmp_path, monkeypatch, slice_file):
     """`train` decides "nothing changed" from these ids without embedding: they must be the embedder's own."""
-    from core.features import embed_catalogue, encoder_ids
+    from core.embed.features import embed_catalogue, encoder_ids
     from db.session import get_sessionmaker, upgrade
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path))

@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.clustering import CascadeClusterer
-from core.discovery import ClusterScores, DiscoveryPipeline, Identity, plain_pipeline, score_clusters
-from core.naming import ClusterNamer
-from core.projection import PCAReducer, UMAPReducer
-from core.simclr import SimCLRHead
+from core.discover.clustering import CascadeClusterer
+from core.discover.naming import ClusterNamer
+from core.discover.pipeline import ClusterScores, DiscoveryPipeline, Identity, plain_pipeline, score_clusters
+from core.discover.projection import PCAReducer, UMAPReducer
+from core.discover.simclr import SimCLRHead
 from tests.core.discovery_helpers import CLASS_WORDS, blobs, docs_for, single_thread
 
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from core.embed_cache import EmbeddingCache, cached_embed, content_keys
+from core.embed.cache import EmbeddingCache, cached_embed, content_keys
 from tests.core.ml_helpers import FakeEncoder, write_images
 
 TEXTS = ["red shirt", "blue jeans", "white sneakers", "red shirt", "black cap"]
@@ -139,7 +139,7 @@ def test_concurrent_writers_and_readers_then_compact(tmp_path):
 
 
 def test_an_interrupted_run_keeps_its_finished_chunks(tmp_path, monkeypatch):
-    import core.embed_cache as ec
+    import core.embed.cache as ec
 
     class Crashing(FakeEncoder):
         def embed_masked(self, items, **kw):

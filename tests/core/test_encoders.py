@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.encoders import (
+from core.embed.encoders import (
     ENCODERS,
     ClipImageEncoder,
     ClipTextEncoder,
@@ -15,7 +15,7 @@ from core.encoders import (
     l2_normalize,
     load_state_dict_by_position,
 )
-from core.fusion import torch_threads
+from core.torch_runtime import torch_threads
 from tests.conftest import CATALOG
 from tests.core.ml_helpers import tiny_clip, tiny_roberta, tiny_vit, tiny_xlm_roberta, write_images
 
@@ -109,7 +109,7 @@ def test_efficientnet_weights_are_the_imagenet_model(tmp_path):
 def _efficientnet_pixels(encoder, path):
     from PIL import Image
 
-    from core.encoders import load_image, pad_to_square
+    from core.embed.encoders import load_image, pad_to_square
 
     img = pad_to_square(load_image(path)).resize((224, 224), Image.BICUBIC)
     return torch.from_numpy(np.asarray(img, np.float32)).permute(2, 0, 1) / 127.5 - 1.0

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.fusion import build_fusion, torch_threads, train_fusion
-from core.hierarchy import HierarchicalClassifier, TaxonomyTree
+from core.classify.estimator import HierarchicalClassifier
+from core.classify.fusion import build_fusion, holdout_rows, mean_loss, train_fusion
+from core.classify.taxonomy import TaxonomyTree
+from core.torch_runtime import torch_threads
 from tests.core.ml_helpers import PATHS, labelled_data
 
 
@@ -102,11 +104,9 @@ def test_train_fusion_restores_the_best_epoch():
         model, xs, mask, targets, child, epochs=40, lr=3e-2, batch_size=32, val_fraction=0.2, patience=2, seed=0
     )
     assert len(history) < 40  # stopped early
-    from core.fusion import _evaluate, _split
-
-    _, val_rows = _split(300, 0.2, 0)
+    _, val_rows = holdout_rows(300, 0.2, 0)
     best = min(h["val_loss"] for h in history)
-    assert _evaluate(model, xs, mask, targets, child, val_rows, 64) == pytest.approx(best, rel=1e-4)
+    assert mean_loss(model, xs, mask, targets, child, val_rows, 64) == pytest.approx(best, rel=1e-4)
 
 
 def test_image_helps_when_text_is_weak():

@@ -10,15 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.fusion import torch_threads
-from core.hierarchy import (
-    HierarchicalClassifier,
-    TaxonomyTree,
-    conditional_log_probs,
-    decode,
-    hierarchical_loss,
-    marginal_probs,
-)
+from core.classify.estimator import HierarchicalClassifier
+from core.classify.heads import hierarchical_loss
+from core.classify.taxonomy import TaxonomyTree, conditional_log_probs, decode, marginal_probs
+from core.torch_runtime import torch_threads
 from tests.core.ml_helpers import PATHS, labelled_data
 
 

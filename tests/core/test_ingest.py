@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core.cli import main as cli_main
-from core.ingest import ColumnMap, IngestError, ingest
+from core.data.ingest import ColumnMap, IngestError
+from core.steps.ingest import ingest
 from db import curation, repo
 from db.models import AuditEvent, Label, Product, TaxonomyNode
 from db.session import transaction

@@ -12,7 +12,10 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from core import jobs, pipeline
+from core import jobs
+from core.steps.predict import predict
+from core.steps.retrain import retrain
+from core.steps.train import train
 from db import curation, repo
 from db import jobs as db_jobs
 from db import predictions as preds
@@ -79,12 +82,12 @@ def test_reap_marks_a_job_whose_process_died_as_failed(factory, db_url):
 
 
 def test_retrain_activates_a_new_version_with_predictions_for_every_product(small_db, factory):
-    first = pipeline.train(small_db, log=quiet)
+    first = train(small_db, log=quiet)
     with transaction(factory) as s:
         flats = repo.node_by_path(s, "Footwear > Shoes > Flats")
         for product in s.scalars(select(Product).where(Product.title.like("%Heels"))).all()[:40]:
             curation.relabel_product(s, product_id=product.id, node_id=flats.id, actor="t")
-    second = pipeline.retrain(small_db, actor="ann", log=quiet)
+    second = retrain(small_db, actor="ann", log=quiet)
     assert second == first + 1
     with factory() as s:
         assert preds.active_model_version(s).id == second and s.get(ModelVersion, first).status == "archived"
@@ -98,18 +101,18 @@ def test_retrain_activates_a_new_version_with_predictions_for_every_product(smal
 
 def _log_of_retrain(url) -> list[str]:
     lines: list[str] = []
-    pipeline.retrain(url, log=lines.append)
+    retrain(url, log=lines.append)
     return lines
 
 
 def test_a_failed_retrain_leaves_the_previous_version_active(small_db, factory, monkeypatch):
-    first = pipeline.train(small_db, log=quiet)
-    pipeline.predict(small_db, log=quiet)
+    first = train(small_db, log=quiet)
+    predict(small_db, log=quiet)
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("core.classify.fit_model", broken)
+    monkeypatch.setattr("core.classify.bundle.fit_model", broken)  # where the model set is fitted
     job_id = jobs.start(small_db, kind="retrain", actor="ann", spawn=False)
     assert not jobs.run_job(small_db, job_id)
     with factory() as s:
@@ -120,7 +123,7 @@ def test_a_failed_retrain_leaves_the_previous_version_active(small_db, factory, 
 
 
 def test_a_killed_retrain_process_is_reaped_and_changes_nothing(small_db, factory):
-    first = pipeline.train(small_db, log=quiet)
+    first = train(small_db, log=quiet)
     job_id = jobs.start(small_db, kind="retrain", actor="ann", spawn=False)
     process = jobs.launch(small_db, job_id)  # a real `python -m core job run` process
     deadline = time.monotonic() + 60

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.fusion import torch_threads
-from core.joint import JointAligner, retrieval_recall
+from core.embed.joint import JointAligner, retrieval_recall
+from core.torch_runtime import torch_threads
 
 
 @pytest.fixture(autouse=True)

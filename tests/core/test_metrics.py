@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.hierarchy import TaxonomyTree
-from core.metrics import (
+from core.classify.metrics import (
     hierarchical_f1,
     hierarchical_prf,
     hierarchical_report,
@@ -14,6 +13,7 @@ from core.metrics import (
     per_level_accuracy,
     per_level_macro_f1,
 )
+from core.classify.taxonomy import TaxonomyTree
 
 
 def test_single_wrong_leaf():

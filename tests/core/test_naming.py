@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.naming import (
+from core.discover.naming import (
     ClusterNamer,
     ctfidf,
     name_from_terms,

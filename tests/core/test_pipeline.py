@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core import classify, pipeline
-from core.dataset import load_catalogue
+from core.bench.evaluate import evaluate
+from core.steps.catalogue import load_catalogue
+from core.steps.predict import predict
+from core.steps.retrain import retrain
+from core.steps.train import train
 from db import curation, repo
 from db import predictions as preds
 from db.models import ModelVersion, Prediction, TaxonomyNode
@@ -20,22 +23,22 @@ from tests.core.conftest import LEAVES, fake_embed, quiet
 
 
 def test_train_registers_an_active_version_and_is_idempotent(small_db, factory):
-    version_id = pipeline.train(small_db, log=quiet)
+    version_id = train(small_db, log=quiet)
     with factory() as s:
         version = preds.active_model_version(s)
         assert version.id == version_id and version.metrics["hf1"] > 0.9 and version.metrics["path_validity"] == 1.0
         assert set(version.params["node_ids"]) >= set(LEAVES)
         assert version.metrics["per_node_f1"]["Footwear > Shoes > Heels"]["support"] > 0
-    assert pipeline.train(small_db, log=quiet) is None  # nothing changed
-    assert pipeline.train(small_db, force=True, log=quiet) == version_id + 1
+    assert train(small_db, log=quiet) is None  # nothing changed
+    assert train(small_db, force=True, log=quiet) == version_id + 1
     with factory() as s:
         assert preds.active_model_version(s).id == version_id  # a retrain is a candidate until activated
 
 
 def test_predict_stores_valid_paths_for_every_product_and_follows_curation(small_db, factory):
-    pipeline.train(small_db, log=quiet)
-    assert pipeline.predict(small_db, log=quiet) == 240
-    assert pipeline.predict(small_db, log=quiet) == 0  # already done
+    train(small_db, log=quiet)
+    assert predict(small_db, log=quiet) == 240
+    assert predict(small_db, log=quiet) == 0  # already done
     with factory() as s:
         version = preds.active_model_version(s)
         table = preds.prediction_table(s, model_version_id=version.id)
@@ -45,7 +48,7 @@ def test_predict_stores_valid_paths_for_every_product_and_follows_curation(small
         heels, flats = repo.node_by_path(s, LEAVES[2]), repo.node_by_path(s, LEAVES[3])
         curation.rename_node(s, node_id=flats.id, new_name="Ballet Flats", actor="t")
         curation.merge_node(s, source_id=heels.id, target_id=flats.id, actor="t")
-    pipeline.predict(small_db, force=True, log=quiet)
+    predict(small_db, force=True, log=quiet)
     with factory() as s:
         leaf_paths = s.scalars(
             select(TaxonomyNode.path).join(Prediction, Prediction.node_id == TaxonomyNode.id).where(Prediction.level == 3)
@@ -55,7 +58,7 @@ def test_predict_stores_valid_paths_for_every_product_and_follows_curation(small
 
 def test_predict_without_a_model_says_what_to_do(small_db):
     with pytest.raises(ValueError, match="run `python -m core train` first"):
-        pipeline.predict(small_db, log=quiet)
+        predict(small_db, log=quiet)
 
 
 class StubEncoder:
@@ -63,6 +66,7 @@ class StubEncoder:
 
     def __init__(self, name):
         self.name = name
+        self.id = {"minilm": "fake-title", "efficientnet-lite0": "fake-image"}[name]
 
     def embed(self, texts, **_):
         rng = np.random.default_rng(0)
@@ -70,43 +74,29 @@ class StubEncoder:
         return np.stack([centroids[t.split(" | ")[1]] for t in texts]).astype(np.float32)
 
     def embed_masked(self, paths, **_):
-        return np.zeros((len(paths), 24), np.float32), np.array([p is not None for p in paths], bool)
+        vectors = self.embed(["x | " + LEAVES[0]] * len(paths))
+        return vectors, np.ones(len(paths), bool)
 
 
-def test_evaluate_compares_every_model_on_both_populations(small_db, factory, monkeypatch):
-    monkeypatch.setattr("core.encoders.get_encoder", StubEncoder)
+def test_evaluate_scores_the_production_model_on_the_model_versions_held_out_products(small_db, factory, monkeypatch):
+    """`core evaluate`'s cascade row is the ModelBundle that `train` fits, on the same hash split: same products,
+    same hF1 as the model version records."""
+    monkeypatch.setattr("core.bench.evaluate.get_encoder", StubEncoder)
+    version_id = train(small_db, log=quiet)
     with factory() as s:
         cat = load_catalogue(s)
-    result = classify.evaluate(cat, fake_embed(cat), seed=0)
+        version = s.get(ModelVersion, version_id)
+        recorded_hf1, recorded_test = version.metrics["hf1"], set(version.metrics["test_product_ids"])
+    result = evaluate(cat, fake_embed(cat), seed=0, train_options={"epochs": 5})
     rows = {(r["model"], r["population"]): r for r in result["rows"]}
-    names = {
-        "tfidf-svm (baseline)",
-        "text-only",
-        "joint-only",
-        "early-fusion",
-        "late-fusion",
-        "attention-fusion",
-        "text-only + tfidf-svm (stacked)",
-        "late-fusion + tfidf-svm (stacked)",
-        "two-stage cascade",
-    }
-    assert {(m, p) for m in names for p in ("with_images", "all")} | {("image-only", "with_images")} == set(rows)
-    assert all(r["path_validity"] == 1.0 for r in rows.values())
-    assert rows[("late-fusion", "all")]["hf1"] > 0.9 and rows[("tfidf-svm (baseline)", "all")]["hf1"] > 0.9
-    stacked = rows[("late-fusion + tfidf-svm (stacked)", "all")]
-    assert stacked["hf1"] > 0.9 and 0.0 <= stacked["alpha"] <= 1.0 and stacked["temperature"] > 0
-    assert rows[("late-fusion", "all")]["n_test"] == result["split"]["test"] == 48
-    assert rows[("late-fusion", "with_images")]["n_test"] == 24
-    assert 0.0 <= rows[("two-stage cascade", "all")]["share_stage2"] <= 1.0
-    assert result["cascade"]["chosen"]["threshold"] in [r["threshold"] for r in result["cascade"]["sweep_on_calibration"]]
-    assert "| late-fusion | all |" in classify.markdown_table(result["rows"])
-    speed = result["cascade"]["end_to_end"]
-    assert speed["n"] == 24 and speed["multimodal_s"] > 0 and speed["cascade_s"] > 0
+    assert result["split"]["test"] == len(recorded_test) == rows[("two-stage cascade", "all")]["n_test"]
+    assert rows[("two-stage cascade", "all")]["hf1"] == pytest.approx(recorded_hf1, abs=1e-9)
+    assert result["split"]["rule"] == "hash of (platform, external id)"
 
 
 def test_a_seeded_retrain_is_repeatable(small_db, factory):
-    first = pipeline.retrain(small_db, log=quiet)
-    second = pipeline.retrain(small_db, log=quiet)
+    first = retrain(small_db, log=quiet)
+    second = retrain(small_db, log=quiet)
     with factory() as s:
         a, b = (
             sorted(

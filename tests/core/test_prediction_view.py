@@ -6,7 +6,7 @@ import io
 
 import pandas as pd
 
-from core.prediction_view import filter_predictions, prediction_frame, to_csv
+from app.prediction_view import filter_predictions, prediction_frame, to_csv
 
 ROWS = [
     {

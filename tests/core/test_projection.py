@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.clustering import purity_score, run_hdbscan
-from core.projection import PCAReducer, UMAPReducer, content_key, pca_project, project
+from core.discover.clustering import purity_score, run_hdbscan
+from core.discover.projection import PCAReducer, UMAPReducer, pca_project, project
 from tests.core.discovery_helpers import blobs, single_thread
 
 
@@ -19,14 +19,15 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return blobs(n_per=50, k=4, dim=32, spread=0.3)
 
 
-def test_content_key_depends_on_bytes_shape_and_params():
+def test_umap_cache_key_depends_on_bytes_shape_dtype_and_params(tmp_path):
     X = np.arange(12, dtype=np.float32).reshape(3, 4)
-    key = content_key(X, {"n": 2})
-    assert key == content_key(X.copy(), {"n": 2})
-    assert key != content_key(X.reshape(4, 3), {"n": 2})
-    assert key != content_key(X + 1, {"n": 2})
-    assert key != content_key(X, {"n": 3})
-    assert key != content_key(X.astype(np.float64), {"n": 2})
+    key = lambda X, n=2: UMAPReducer(n_components=n, cache_dir=tmp_path).cache_path(X)  # noqa: E731
+    assert key(X) == key(X.copy()) and key(X).name.startswith("umap-")
+    assert key(X) != key(X.reshape(4, 3))
+    assert key(X) != key(X + 1)
+    assert key(X) != key(X, n=3)
+    assert key(X) != key(X.astype(np.float64))
+    assert UMAPReducer(n_components=2).cache_path(X) is None  # no cache folder, no cache
 
 
 def test_pca_project_pads_when_input_is_small():

@@ -8,17 +8,11 @@ from collections import Counter
 import pytest
 
 from core import config
-from core.ingest import ingest
-from core.recategorize import (
-    NodeSearch,
-    benchmark,
-    colour_pattern,
-    colour_vocabulary,
-    debrand,
-    discover,
-    feature_texts,
-    without_care_sentences,
-)
+from core.bench.discovery import benchmark
+from core.discover.features import colour_pattern, colour_vocabulary, debrand, feature_texts, without_care_sentences
+from core.steps.discover import NodeSearch, discover
+from core.steps.ingest import ingest
+from core.steps.maps import load_map, load_run, slug_for
 from db import proposals as props
 from db import repo
 from db.models import Product
@@ -94,11 +88,16 @@ def test_discover_stores_open_proposals_under_the_node(shoes_db):
     assert len(members) == len(set(members)) and set(members) <= under and len(members) >= 0.5 * n
     assert all(p.name and p.scores["size"] == len(p.members) for p in proposals)
     assert all(isinstance(n, str) for p in proposals for n in p.suggested_names)
-    from core.maps import load_map, slug_for
 
     saved = load_map(slug_for(node.id))
     assert saved["meta"]["unassigned"] == pytest.approx((saved["clusters"] < 0).mean(), abs=1e-4)
     assert saved["meta"]["unclear_groups"] >= 0 and len(saved["product_ids"]) == n
+    run = load_run(slug_for(node.id))  # the run record, beside the map and in its meta
+    assert run.step == "discover" and run.inputs["products"] == n and run.inputs["node"] == "Footwear > Shoes"
+    assert run.inputs["encoders"]["text"].startswith("text:minilm:") and saved["meta"]["run"]["inputs"] == run.inputs
+    assert set(run.timings) >= {"load", "features", "head", "reduce", "cluster", "name", "store"}
+    assert run.outputs["proposals"] == count and run.settings["min_cluster_size"] == 10
+    assert run.settings["head"]["blocks"] == [384, 384]  # the head's views: two of the text encoder's 384-d blocks
     assert discover(url, node_path="Footwear > Shoes", log=lambda *_: None) == count  # seeded, replaced not added
     with factory() as s:
         assert len(props.list_proposals(s, parent_node_id=node.id)) == count

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core import pipeline, retrain_bench
+from core.bench import retrain as retrain_bench
+from core.steps.predict import predict
+from core.steps.train import train
 from db import proposals as props
 from db import repo
 from db.models import ModelVersion, Product
@@ -13,8 +15,8 @@ from tests.core.conftest import quiet
 
 
 def test_benchmark_accepts_the_split_on_a_copy_and_scores_the_new_leaves(small_db, factory):
-    pipeline.train(small_db, log=quiet)
-    pipeline.predict(small_db, log=quiet)
+    train(small_db, log=quiet)
+    predict(small_db, log=quiet)
     with transaction(factory) as s:
         shoes = repo.node_by_path(s, "Footwear > Shoes")
         heels = s.scalars(select(Product.id).where(Product.title.like("%Heels"))).all()

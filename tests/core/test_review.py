@@ -7,13 +7,18 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core import review
-from core.hierarchy import HierarchicalClassifier, TaxonomyTree
+from core import config
+from core.classify.estimator import HierarchicalClassifier
+from core.classify.taxonomy import TaxonomyTree
+from core.data.dataset import Catalogue
+from core.embed.choice import EncoderChoice
+from core.review.scores import flip_labels, fold_ids, in_queue, issue_scores, out_of_fold_marginals, review_features
+from core.steps import review as review_step
 from db import curation, repo
 from db import review as db_review
 from db.models import Product, ReviewItem
 from db.session import transaction
-from tests.core.conftest import LEAVES, quiet
+from tests.core.conftest import LEAVES, fake_embed, quiet
 
 PATHS = [("A", "a1"), ("A", "a2"), ("B", "b1"), ("B", "b2")]
 
@@ -41,7 +46,7 @@ def test_issue_scores_flag_the_label_the_model_contradicts():
         ]
     )
     labels = [PATHS[0], PATHS[0], PATHS[1], PATHS[2], PATHS[3], PATHS[3]]
-    scores = review.issue_scores(tree, marginals_for(probs, tree), labels)
+    scores = issue_scores(tree, marginals_for(probs, tree), labels)
     assert scores.self_confidence[5] == pytest.approx(0.01)
     assert scores.margin[5] == pytest.approx(0.01 - 0.96)
     assert scores.margin[0] == pytest.approx(0.90 - 0.05)  # the best path outside the label
@@ -49,13 +54,13 @@ def test_issue_scores_flag_the_label_the_model_contradicts():
     assert scores.level_flag[5].tolist() == [True, True]  # wrong top level, so wrong leaf too
     # per-class thresholds: P(A) = 0.94 would stay under A's threshold (0.95, the mean over A's products)
     probs[5] = [0.88, 0.06, 0.03, 0.03]
-    assert review.issue_scores(tree, marginals_for(probs, tree), labels).level_flag[5].tolist() == [False, True]
+    assert issue_scores(tree, marginals_for(probs, tree), labels).level_flag[5].tolist() == [False, True]
     assert scores.suggested[5] == ("A", "a1") and scores.suggested_confidence[5] == pytest.approx(0.96)
     assert scores.suggested[0] == ("A", "a2")  # the best path that is not the label
     assert scores.ranking("self_confidence")[0] == 5 and scores.ranking("margin")[0] == 5
     assert scores.ranking("disagreement_by_confidence (baseline)")[0] == 5
     assert scores.ranking("raw_confidence (baseline)")[0] == 1  # the least confident prediction (0.85)
-    assert review.in_queue(scores).tolist() == [False] * 5 + [True]
+    assert in_queue(scores).tolist() == [False] * 5 + [True]
     assert scores.max_confidence[5] == pytest.approx(0.96)
     assert [r["level"] for r in scores.level_records(5)] == [1, 2] and scores.level_records(5)[0]["flag"] is True
 
@@ -63,7 +68,7 @@ def test_issue_scores_flag_the_label_the_model_contradicts():
 def test_issue_scores_handle_labels_at_an_inner_node():
     tree = TaxonomyTree.from_paths(PATHS)
     probs = np.array([[0.10, 0.10, 0.40, 0.40], [0.45, 0.45, 0.05, 0.05]])
-    scores = review.issue_scores(tree, marginals_for(probs, tree), [("A",), ("A",)])
+    scores = issue_scores(tree, marginals_for(probs, tree), [("A",), ("A",)])
     assert scores.self_confidence.tolist() == pytest.approx([0.2, 0.9])
     assert scores.suggested[0][0] == "B" and scores.suggested[1][0] == "B"  # never a leaf under the label
     assert np.isnan(scores.level_self_confidence[0, 1])
@@ -77,21 +82,21 @@ def test_out_of_fold_scores_never_come_from_a_model_that_saw_the_label():
     masks = {"x": np.ones(240, bool)}
     labels = [PATHS[i] for i in rng.integers(0, 4, size=240)]
     options = {"epochs": 150, "patience": 200, "val_fraction": 0.0, "dropout": 0.0, "hidden": 256}
-    tree, marginals = review.out_of_fold_marginals(X, masks, labels, folds=3, seed=0, **options)
-    oof = review.issue_scores(tree, marginals, labels).self_confidence.mean()
+    tree, marginals = out_of_fold_marginals(X, masks, labels, folds=3, seed=0, **options)
+    oof = issue_scores(tree, marginals, labels).self_confidence.mean()
     clf = HierarchicalClassifier(fusion="early", modalities=["x"], tree=tree, seed=0, lr=2e-3, batch_size=64, **options)
-    in_sample = review.issue_scores(tree, clf.fit(X, labels, masks=masks).predict_proba(X, masks=masks), labels)
+    in_sample = issue_scores(tree, clf.fit(X, labels, masks=masks).predict_proba(X, masks=masks), labels)
     assert in_sample.self_confidence.mean() > 0.8 and oof < 0.45
 
 
 def test_flip_labels_moves_a_share_to_a_sibling_or_cousin():
     labels = [tuple(leaf.split(" > ")) for leaf in LEAVES] * 50
-    noisy, flipped = review.flip_labels(labels, share=0.1, seed=3)
+    noisy, flipped = flip_labels(labels, share=0.1, seed=3)
     assert len(flipped) == 20 and len(set(flipped.tolist())) == 20
     changed = [i for i in range(len(labels)) if noisy[i] != labels[i]]
     assert changed == flipped.tolist()
     assert all(noisy[i][0] == labels[i][0] and noisy[i] in labels for i in flipped)  # same top level, a real path
-    again, flipped_again = review.flip_labels(labels, share=0.1, seed=3)
+    again, flipped_again = flip_labels(labels, share=0.1, seed=3)
     assert again == noisy and flipped_again.tolist() == flipped.tolist()
 
 
@@ -103,7 +108,7 @@ def test_run_review_queues_the_products_relabelled_wrongly(small_db, factory):
             product = s.scalar(select(Product).where(Product.external_id == ext))
             curation.relabel_product(s, product_id=product.id, node_id=heels.id, actor="t")
             wrong[product.id] = ext
-    assert review.run_review(small_db, folds=3, log=quiet) >= 3
+    assert review_step.run_review(small_db, folds=3, log=quiet) >= 3
     with factory() as s:
         items = db_review.queue(s, limit=10)
     top = [item["product_id"] for item in items[:3]]
@@ -118,17 +123,59 @@ def test_a_level_with_one_node_has_finite_margins_and_lonely_paths_are_not_queue
     paths = [("X", "x1"), ("X", "x2"), ("X", "x2")]
     tree = TaxonomyTree.from_paths(paths)
     marginals = [np.ones((3, 1), np.float32), np.array([[0.1, 0.9], [0.2, 0.8], [0.9, 0.1]], np.float32)]
-    scores = review.issue_scores(tree, marginals, paths)
+    scores = issue_scores(tree, marginals, paths)
     assert np.isfinite(scores.level_margin).all() and scores.level_margin[:, 0].tolist() == [1.0, 1.0, 1.0]
     assert scores.alone.tolist() == [True, False, False]
-    assert review.in_queue(scores).tolist() == [False, False, True]  # row 0 looks wrong but its path has one product
+    assert in_queue(scores).tolist() == [False, False, True]  # row 0 looks wrong but its path has one product
 
 
 def test_folds_are_stratified_by_path():
     labels = [("A", "a")] * 7 + [("B", "b")] * 2 + [("C", "c")] * 3
-    folds = review.fold_ids(labels, 3, seed=0)
+    folds = fold_ids(labels, 3, seed=0)
     for path in set(labels):
         rows = [i for i, p in enumerate(labels) if p == path]
         counts = np.bincount(folds[rows], minlength=3)
         assert counts.max() - counts.min() <= 1  # spread over the folds
         assert len(set(folds[rows].tolist())) == min(3, len(rows))
+
+
+def test_run_review_records_its_run_with_the_chosen_encoders(small_db, factory, monkeypatch):
+    asked = []
+
+    def embed(cat, **options):
+        asked.append(options)
+        return fake_embed(cat)
+
+    monkeypatch.setattr("core.review.scores.embed_catalogue", embed)
+    with transaction(factory) as s:
+        heels = repo.node_by_path(s, "Footwear > Shoes > Heels")
+        for ext in ("1", "5"):
+            product = s.scalar(select(Product).where(Product.external_id == ext))
+            curation.relabel_product(s, product_id=product.id, node_id=heels.id, actor="t")
+    choice = EncoderChoice(text="roberta", image="vit")
+    stored = review_step.run_review(small_db, folds=3, choice=choice, log=quiet)
+    assert asked[0]["text_encoder"] == "roberta" and asked[0]["image_encoder"] == "vit"
+    run = review_step.last_review_run()
+    assert run is not None and run.step == "review" and run.outputs["stored"] == stored >= 2
+    assert run.inputs["products"] == run.inputs["labelled"] == 240 and run.inputs["encoders"]["title"] == "fake-title"
+    assert run.settings["folds"] == 3 and set(run.timings) == {"load", "features", "scores", "store"}
+    assert review_step.review_run_file().parent == config.data_dir()
+    with factory() as s:
+        assert s.scalar(select(ReviewItem.run_key)) == run.inputs["key"]
+
+
+def test_review_features_leave_the_photo_block_out_without_an_image_encoder(monkeypatch):
+    def embed(cat, *, text_encoder, image_encoder, **_):
+        feats = fake_embed(cat)
+        if image_encoder is None:
+            del feats.blocks["image"], feats.masks["image"]
+        return feats
+
+    monkeypatch.setattr("core.review.scores.embed_catalogue", embed)
+    leaves = [LEAVES[i % 4] for i in range(8)]
+    cat = Catalogue(np.arange(8, dtype=np.int64), titles=[f"item{i} {leaf}" for i, leaf in enumerate(leaves)])
+    cat.texts = [f"item | {leaf}" for leaf in leaves]
+    X, masks, ids = review_features(cat, choice=EncoderChoice(image=None))
+    assert list(X) == ["title", "tfidf"] and list(masks) == ["title", "tfidf"] and X["tfidf"].shape[0] == 8
+    X, _, _ = review_features(cat, choice=EncoderChoice())
+    assert list(X) == ["title", "tfidf", "image"]  # the order of the early-fusion blocks

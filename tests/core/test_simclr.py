@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.simclr import Augment, SimCLRHead, augment_pair, block_bounds, nt_xent
+from core.discover.simclr import Augment, SimCLRHead, augment_pair, block_bounds, nt_xent
 from tests.core.discovery_helpers import blobs, single_thread
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.hierarchy import HierarchicalClassifier
-from core.stacking import StackedFusion
+from core.classify.estimator import HierarchicalClassifier
+from core.classify.metrics import hierarchical_f1
+from core.classify.stacking import StackedFusion
 
 PATHS = [("A", "a1"), ("A", "a2"), ("B", "b1"), ("B", "b2"), ("C",)]
 
@@ -28,8 +29,6 @@ def neural():
 
 
 def test_stacking_beats_both_members_and_predicts_valid_paths(neural):
-    from core.metrics import hierarchical_f1
-
     classes = [" > ".join(p) for p in PATHS]
     Xc, yc = data(400, 1)
     stacked = StackedFusion(neural, classes).fit(Xc, yc)

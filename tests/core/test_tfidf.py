@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.tfidf import TfidfProjector
+from core.embed.tfidf import TfidfProjector
 
 TITLES = [
     f"{brand} Men {colour} {kind}"
@@ -31,7 +31,7 @@ def test_projection_separates_kinds_and_round_trips(tmp_path):
 
 
 def test_svm_scores_are_out_of_fold_on_training_rows_and_round_trip(tmp_path):
-    from core.tfidf import TfidfSvmScores
+    from core.embed.tfidf import TfidfSvmScores
 
     kinds = [t.split(" ", 3)[3] for t in TITLES]
     model = TfidfSvmScores(folds=4, seed=0).fit(TITLES, kinds)

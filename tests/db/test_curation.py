@@ -5,38 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from db import curation, repo
+from db import actions, curation, repo
 from db.models import AuditEvent, Label, Platform, Product, TaxonomyNode
 from db.repo import CurationError
 from db.session import transaction
-
-PATHS = {
-    "casual": ("Footwear", "Shoes", "Casual Shoes"),
-    "sports": ("Footwear", "Shoes", "Sports Shoes"),
-    "flips": ("Footwear", "Flip Flops"),
-    "tshirts": ("Apparel", "Topwear", "Tshirts"),
-    "tops": ("Apparel", "Topwear", "Tops"),
-}
-PRODUCTS = {"p1": "casual", "p2": "casual", "p3": "sports", "p4": "flips", "p5": "tshirts", "p6": "tops"}
-
-
-@pytest.fixture
-def tree(factory):
-    """A small taxonomy with six products labelled by the platform; returns {name: node_id or product_id}."""
-    ids = {}
-    with transaction(factory) as s:
-        plat = repo.get_or_create_platform(s, name="shop")
-        for key, path in PATHS.items():
-            ids[key] = repo.ensure_path(s, path)[0].id
-        for ext, key in PRODUCTS.items():
-            product = Product(platform_id=plat.id, external_id=ext, title=f"title {ext}", content_hash="x")
-            s.add(product)
-            s.flush()
-            s.add(Label(product_id=product.id, node_id=ids[key], source="platform"))
-            ids[ext] = product.id
-        for name in ("Footwear", "Footwear > Shoes", "Apparel", "Apparel > Topwear"):
-            ids[name] = repo.node_by_path(s, name).id
-    return ids
 
 
 def run(factory, fn, **kwargs):
@@ -68,7 +40,7 @@ def last_event(factory) -> int:
 
 
 def undo_last(factory):
-    return run(factory, curation.undo, event_id=last_event(factory))
+    return run(factory, actions.undo, event_id=last_event(factory))
 
 
 def snapshot(factory):
@@ -126,9 +98,9 @@ def test_add_node_and_undo(factory, tree):
     run(factory, curation.relabel_product, product_id=tree["p1"], node_id=node_id)
     add_event = last_event(factory) - 1
     with pytest.raises(CurationError, match="product labels"):
-        run(factory, curation.undo, event_id=add_event)
+        run(factory, actions.undo, event_id=add_event)
     undo_last(factory)  # the relabel
-    run(factory, curation.undo, event_id=add_event)
+    run(factory, actions.undo, event_id=add_event)
     assert "Footwear > Shoes > Boots" not in paths(factory)
 
 
@@ -211,22 +183,22 @@ def test_undo_refuses_when_later_changes_depend_on_it(factory, tree):
     first = last_event(factory)
     run(factory, curation.rename_node, node_id=tree["casual"], new_name="Daily Shoes")
     with pytest.raises(CurationError, match="changed again later"):
-        run(factory, curation.undo, event_id=first)
+        run(factory, actions.undo, event_id=first)
     undo_last(factory)
-    run(factory, curation.undo, event_id=first)
+    run(factory, actions.undo, event_id=first)
     assert "Footwear > Shoes > Casual Shoes" in paths(factory)
 
 
 def test_undo_twice_and_undo_of_unknown_events_are_refused(factory, tree):
     run(factory, curation.rename_node, node_id=tree["casual"], new_name="Everyday Shoes")
     event = last_event(factory)
-    run(factory, curation.undo, event_id=event)
+    run(factory, actions.undo, event_id=event)
     with pytest.raises(CurationError, match="already undone"):
-        run(factory, curation.undo, event_id=event)
+        run(factory, actions.undo, event_id=event)
     with pytest.raises(CurationError, match="cannot be undone"):
-        run(factory, curation.undo, event_id=last_event(factory))
+        run(factory, actions.undo, event_id=last_event(factory))
     with pytest.raises(CurationError, match="Unknown audit event"):
-        run(factory, curation.undo, event_id=12345)
+        run(factory, actions.undo, event_id=12345)
 
 
 def test_every_action_is_audited_and_versions_the_taxonomy(factory, tree):

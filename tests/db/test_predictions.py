@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from db import actions, repo
 from db import predictions as preds
-from db import repo
-from db.models import Label, Prediction, Product
+from db.models import AuditEvent, Label, Prediction, Product
 from db.repo import CurationError
 from db.session import transaction
 
@@ -98,9 +98,6 @@ def test_activation_archives_the_previous_version_and_is_audited(factory, labell
 
 
 def test_activation_is_undoable(factory):
-    from db import curation
-    from db.models import AuditEvent
-
     with transaction(factory) as s:
         first = preds.register_model_version(s, name="a", metrics={}, params={}, artifact=None).id
         second = preds.register_model_version(s, name="b", metrics={}, params={}, artifact=None).id
@@ -110,12 +107,12 @@ def test_activation_is_undoable(factory):
         activate_first, activate_second = s.scalars(select(AuditEvent.id).order_by(AuditEvent.id)).all()
     with pytest.raises(CurationError, match="another version was activated since"):
         with transaction(factory) as s:
-            curation.undo(s, event_id=activate_first, actor="t")
+            actions.undo(s, event_id=activate_first, actor="t")
     with transaction(factory) as s:
-        curation.undo(s, event_id=activate_second, actor="t")  # roll back to the first
+        actions.undo(s, event_id=activate_second, actor="t")  # roll back to the first
     with factory() as s:
         assert preds.active_model_version(s).id == first
     with transaction(factory) as s:
-        curation.undo(s, event_id=activate_first, actor="t")
+        actions.undo(s, event_id=activate_first, actor="t")
     with factory() as s:
         assert preds.active_model_version(s) is None

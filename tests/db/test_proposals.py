@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from db import curation, repo
+from db import actions, curation, repo
 from db import proposals as props
 from db.models import AuditEvent, Label, Product, Proposal
 from db.repo import CurationError
@@ -47,7 +47,7 @@ def run(factory, fn, **kw):
 def undo_last(factory):
     with factory() as s:
         last = s.scalar(select(func.max(AuditEvent.id)))
-    run(factory, curation.undo, event_id=last)
+    run(factory, actions.undo, event_id=last)
 
 
 def labels(factory, ids):
@@ -100,7 +100,7 @@ def test_rename_reject_merge_move_out_and_their_undo(factory, shoes):
     with factory() as s:
         assert s.get(Proposal, b).status == "open" and s.get(Proposal, a).members == shoes["products"][:3]
         rename_event = s.scalar(select(AuditEvent.id).where(AuditEvent.action == "rename_proposal"))
-    run(factory, curation.undo, event_id=rename_event)
+    run(factory, actions.undo, event_id=rename_event)
     with factory() as s:
         assert s.get(Proposal, a).name == "running"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from db import curation, repo, review
+from db import actions, curation, repo, review
 from db.models import AuditEvent, Label, Product, ReviewItem
 from db.repo import CurationError
 from db.session import transaction
@@ -62,7 +62,7 @@ def undo_last(factory):
     with factory() as s:
         last = s.scalar(select(func.max(AuditEvent.id)))
     with transaction(factory) as s:
-        curation.undo(s, event_id=last, actor="ann")
+        actions.undo(s, event_id=last, actor="ann")
 
 
 def test_queue_is_ranked_and_filtered(factory, queue):
@@ -123,7 +123,7 @@ def test_undo_is_refused_after_a_later_relabel(factory, queue):
         curation.relabel_product(s, product_id=queue["products"][0], node_id=queue["sandals"], actor="bob")
     with pytest.raises(CurationError, match="relabelled again later"):
         with transaction(factory) as s:
-            curation.undo(s, event_id=decision, actor="ann")
+            actions.undo(s, event_id=decision, actor="ann")
 
 
 def test_a_new_scoring_run_replaces_open_items_and_keeps_decisions(factory, queue):
@@ -157,7 +157,7 @@ def test_undo_of_an_added_category_is_refused_while_review_items_point_at_it(fac
         item.suggested_node_id = node.id
     with pytest.raises(CurationError, match="review items"):
         with transaction(factory) as s:
-            curation.undo(s, event_id=event, actor="t")
+            actions.undo(s, event_id=event, actor="t")
 
 
 def test_two_people_deciding_the_same_item_one_wins(factory, queue):
@@ -184,5 +184,5 @@ def test_undo_refuses_to_restore_a_retired_category(factory, queue):
         curation.retire_node(s, node_id=queue["sandals"], target_id=queue["flats"], actor="t")
     with pytest.raises(CurationError, match="retired since"):
         with transaction(factory) as s:
-            curation.undo(s, event_id=decision, actor="ann")
+            actions.undo(s, event_id=decision, actor="ann")
     assert label_of(factory, queue["products"][0]) == ("Footwear > Shoes > Flats", "human")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core import config
-from core.ingest import ingest
+from core.steps.ingest import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"

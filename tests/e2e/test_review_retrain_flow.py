@@ -9,8 +9,10 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from core import pipeline
-from core.dataset import load_catalogue
+from core.data.split import fixed_split
+from core.steps.catalogue import load_catalogue
+from core.steps.predict import predict
+from core.steps.train import train
 from db import predictions as preds
 from db import repo, review
 from db.models import Prediction, Product, TaxonomyNode
@@ -25,8 +27,8 @@ pytestmark = pytest.mark.e2e
 def first_model(app_db, app_data_dir, monkeypatch):
     """Model version #1 trained and predicted with the real encoders (its embeddings fill the app's cache)."""
     monkeypatch.setenv("DATA_DIR", str(app_data_dir))
-    version = pipeline.train(app_db, log=lambda *_: None)
-    pipeline.predict(app_db, log=lambda *_: None)
+    version = train(app_db, log=lambda *_: None)
+    predict(app_db, log=lambda *_: None)
     return version
 
 
@@ -36,7 +38,7 @@ def queue_one_product(app_db) -> dict:
     with factory() as s:
         cat = load_catalogue(s)
         rows = repo.taxonomy_rows(s)
-    split = pipeline.fixed_split(cat)
+    split = fixed_split(cat)
     leaves = [r for r in rows if r["children"] == 0 and r["products"]]
     big = max(leaves, key=lambda r: r["products"])
     sibling = max((r for r in leaves if r["parent_id"] == big["parent_id"] and r["id"] != big["id"]), key=lambda r: r["products"])

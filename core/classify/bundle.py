@@ -1,0 +1,336 @@
+"""A model version as one object: `ModelBundle` with `fit`, `features`, `predict`, `save`, `load` and a manifest.
+
+A bundle is the production classifier: the label-free parts (TF-IDF projection of titles, the title-photo
+aligner that makes the joint space), the TF-IDF + linear SVM over full paths, and the two stacked stages of the
+cascade (text-only, then late fusion where stage 1 is unsure). Its `Manifest` says what it was made from and how
+it scores: encoders (ids with versions, and the registry names to embed new products with), the feature blocks
+it reads, the taxonomy version, the split, the threshold and the held-out metrics.
+
+On disk (`save`): one folder with `manifest.json` and one file or folder per member (`MEMBERS`). Adding a
+member is one entry of `MEMBERS` plus its fitting step in `fit`. Pure: no database; the steps in `core.steps`
+read labels and write model versions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.classify.cascade import CascadeResult, TwoStageCascade, choose_threshold, threshold_sweep
+from core.classify.compare import node_f1
+from core.classify.models import (
+    CASCADE_INPUTS,
+    MODELS,
+    STACKED,
+    add_joint,
+    add_svm,
+    add_tfidf,
+    fit_model,
+    inputs,
+    score,
+    stack_model,
+)
+from core.classify.stacking import StackedFusion
+from core.classify.taxonomy import TaxonomyTree
+from core.config import data_dir
+from core.data.dataset import Catalogue
+from core.data.split import Split, fixed_split
+from core.embed.features import Features
+from core.embed.joint import JointAligner
+from core.embed.tfidf import TfidfProjector, TfidfSvmScores
+from core.keys import content_key
+
+Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
+STAGE1, STAGE2 = "text-only", "late-fusion"
+SPLIT_RULE = "hash of (platform, external id): 70% fit / 10% calibration / 20% held out"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Member:
+    """A fitted part of a bundle: its class (with `save(path)` / `load(path, ...)`) and its name on disk."""
+
+    cls: type
+    filename: str
+    takes_device: bool = False
+
+    def load(self, folder: Path, device=None):
+        path = folder / self.filename
+        return self.cls.load(path, device=device) if self.takes_device else self.cls.load(path)
+
+
+MEMBERS: dict[str, Member] = {
+    "aligner": Member(JointAligner, "joint.pt", takes_device=True),
+    "projector": Member(TfidfProjector, "tfidf"),
+    "svm": Member(TfidfSvmScores, "svm"),
+    "stage1": Member(StackedFusion, "stage1", takes_device=True),
+    "stage2": Member(StackedFusion, "stage2", takes_device=True),
+}
+
+
+@dataclass
+class Manifest:
+    """What a bundle was made from and how it scored (`manifest.json`; also the model version's params)."""
+
+    encoders: dict[str, str]  # modality -> encoder id (name, weights fingerprint, version)
+    encoder_choice: dict[str, str | None]  # {"text": registry name, "image": registry name or None}
+    feature_keys: list[str]
+    threshold: float
+    data_key: str
+    seed: int = 0
+    split: str = SPLIT_RULE
+    n_fit: int = 0
+    n_test: int = 0
+    stage1: str = STACKED[STAGE1]
+    stage2: str = STACKED[STAGE2]
+    stacking: dict[str, list[float]] = field(default_factory=dict)
+    node_ids: dict[str, int] = field(default_factory=dict)  # path -> database node id, filled in by the train step
+    taxonomy_version: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_s: float = 0.0
+    step_s: dict[str, float] = field(default_factory=dict)
+    format: int = FORMAT
+
+    def params(self) -> dict[str, Any]:
+        """The model version's `params` column: the manifest without the metrics (stored in their own column)."""
+        out = asdict(self)
+        out.pop("metrics")
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.setdefault("encoder_choice", {"text": "minilm", "image": "efficientnet-lite0"})
+        known.setdefault("feature_keys", list(CASCADE_INPUTS))
+        return cls(**known)
+
+
+def data_key(cat: Catalogue, encoder_ids: dict[str, str]) -> str:
+    """Key of what a model learns from: product ids, label paths, encoders (equal key: nothing to retrain)."""
+    return content_key(
+        encoder_ids, cat.product_ids.astype(np.int64), "\n".join(" > ".join(p) if p else "" for p in cat.labels)
+    )
+
+
+class _Steps:
+    """Progress of the fitting steps, and their timings for the log."""
+
+    NAMES = ("features", "tfidf projection", "title-photo aligner", "svm and stage-1 and stage-2 models", "evaluation")
+
+    def __init__(self, progress: Progress | None, log: Log):
+        self.progress, self.log, self.done = progress, log, 0
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.started, 1)
+        self.started, self.done = now, self.done + 1
+        self.log(f"{name}: {self.timings[name]}s")
+        if self.progress:
+            self.progress("train", self.done, len(self.NAMES))
+
+
+class ModelBundle:
+    """The production classifier of one model version.
+
+    Args:
+        seed: seeds the split, every member's fit and the cascade threshold choice.
+        device: torch device of the neural members (None: CUDA when available).
+        cache_dir: where label-free parts fitted on the same products are reused from (default data/models/cache).
+    """
+
+    def __init__(self, *, seed: int = 0, device=None, cache_dir: Path | None = None):
+        self.seed, self.device = seed, device
+        self.cache_dir = cache_dir
+        self.members: dict[str, Any] = {}
+        self.manifest: Manifest | None = None
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        cat: Catalogue,
+        feats: Features,
+        *,
+        encoder_choice: dict[str, str | None],
+        split: Split | None = None,
+        progress: Progress | None = None,
+        log: Log = print,
+    ) -> ModelBundle:
+        """Fit every member on `cat` (labelled products) and `feats` (its embeddings, blocks "title", "image").
+
+        Adds the blocks "tfidf", "joint" and "svm" to `feats`. The threshold is chosen on `split.calib`, the
+        metrics measured on `split.test` (default `fixed_split`, the same products for every version).
+        """
+        steps = _Steps(progress, log)
+        steps("features")
+        started = time.perf_counter()
+        split = split if split is not None else fixed_split(cat, seed=self.seed)
+        tree = TaxonomyTree.from_paths(cat.labels)
+        self._fit_label_free(cat, feats, split, steps=steps, log=log)
+        self._fit_stages(cat, feats, split, tree)
+        steps("svm and stage-1 and stage-2 models")
+        metrics, threshold = self._evaluate(feats, cat.labels, split, tree)
+        steps("evaluation")
+        s1, s2 = self.members["stage1"], self.members["stage2"]
+        self.manifest = Manifest(
+            encoders=dict(feats.encoder_ids),
+            encoder_choice=dict(encoder_choice),
+            feature_keys=list(CASCADE_INPUTS),
+            threshold=threshold,
+            data_key=data_key(cat, feats.encoder_ids),
+            seed=self.seed,
+            n_fit=len(split.fit),
+            n_test=len(split.test),
+            stacking={"stage1": [s1.temperature, s1.alpha], "stage2": [s2.temperature, s2.alpha]},
+            metrics=metrics,
+            train_s=round(time.perf_counter() - started, 1),
+            step_s=steps.timings,
+        )
+        return self
+
+    def _cached(self, kind: str, key: str, fit: Callable[[], Any], member: str, log: Log) -> Any:
+        """A label-free part fitted on the same products before (from the cache folder), or fit and store it."""
+        folder = (self.cache_dir or data_dir() / "models" / "cache") / f"{kind}-{key}"
+        if (folder / "done").exists():
+            log(f"{kind}: reused (fitted on the same products before)")
+            return MEMBERS[member].cls.load(folder / kind, **({"device": self.device} if MEMBERS[member].takes_device else {}))
+        part = fit()
+        folder.mkdir(parents=True, exist_ok=True)
+        part.save(folder / kind)
+        (folder / "done").write_text("ok")
+        return part
+
+    def _fit_label_free(self, cat: Catalogue, feats: Features, split: Split, *, steps: _Steps, log: Log) -> None:
+        """The TF-IDF projection and the title-photo aligner, fitted on split.fit (or reused); adds "tfidf", "joint"."""
+        fit_titles = [cat.titles[i] for i in split.fit]
+        self.members["projector"] = self._cached(
+            "tfidf",
+            content_key(fit_titles, self.seed),
+            lambda: add_tfidf(feats, cat.titles, split.fit, seed=self.seed),
+            "projector",
+            log,
+        )
+        steps("tfidf projection")
+        with_photo = split.fit[feats.masks["image"][split.fit]]
+        self.members["aligner"] = self._cached(
+            "joint",
+            content_key(feats.encoder_ids, feats.blocks["title"][with_photo], feats.blocks["image"][with_photo], self.seed),
+            lambda: add_joint(feats, split.fit, seed=self.seed),
+            "aligner",
+            log,
+        )
+        self._add_label_free_blocks(cat, feats)
+        steps("title-photo aligner")
+
+    def _add_label_free_blocks(self, cat: Catalogue, feats: Features) -> None:
+        projector, aligner = self.members["projector"], self.members["aligner"]
+        feats.blocks["tfidf"], feats.masks["tfidf"] = projector.transform(cat.titles), np.ones(len(cat), bool)
+        joint = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
+        feats.blocks["joint"], feats.masks["joint"] = joint.astype(np.float32), np.ones(len(cat), bool)
+
+    def _fit_stages(self, cat: Catalogue, feats: Features, split: Split, tree: TaxonomyTree) -> None:
+        """The SVM (adds block "svm") and the two neural models, each stacked with it on split.calib.
+
+        The SVM (one liblinear thread) and the neural models (one torch thread each; initialisation and dropout
+        seeded per model, see core.classify.fusion.seed_dropout) are independent: they train side by side.
+        """
+        specs = {spec.name: spec for spec in MODELS}
+        with ThreadPoolExecutor(3) as pool:
+            svm_job = pool.submit(
+                add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=self.seed
+            )
+            jobs = [
+                pool.submit(fit_model, specs[name], feats, cat.labels, split.fit, tree=tree, seed=self.seed, device=self.device)
+                for name in (STAGE1, STAGE2)
+            ]
+            svm = svm_job.result()
+            neural1, neural2 = (job.result() for job in jobs)
+        self.members["svm"] = svm
+        self.members["stage1"] = stack_model(neural1, svm, feats, cat.labels, split.calib)
+        self.members["stage2"] = stack_model(neural2, svm, feats, cat.labels, split.calib)
+
+    def _evaluate(self, feats: Features, labels: list, split: Split, tree: TaxonomyTree) -> tuple[dict[str, Any], float]:
+        """Threshold chosen on split.calib; hF1, per-level scores and per-leaf F1 of the cascade on split.test."""
+        stage1, stage2 = self.members["stage1"], self.members["stage2"]
+        X, masks = inputs(feats, CASCADE_INPUTS, split.calib)
+        sweep = threshold_sweep(stage1, stage2, X, tree.encode([labels[i] for i in split.calib]), masks=masks)
+        self.threshold_choice_ = {"sweep_on_calibration": sweep, "chosen": choose_threshold(sweep)}
+        threshold = float(self.threshold_choice_["chosen"]["threshold"])
+        X, masks = inputs(feats, CASCADE_INPUTS, split.test)
+        result = TwoStageCascade(stage1, stage2, threshold=threshold).predict(X, masks=masks)
+        truth = [labels[i] for i in split.test]
+        report = score(tree, truth, result.prediction.nodes)
+        pairs = [(" > ".join(t), " > ".join(p)) for t, p in zip(truth, tree.decode(result.prediction.nodes))]
+        metrics = {
+            "hf1": report["hF1"],
+            "level_accuracy": report["level_accuracy"],
+            "level_macro_f1": report["level_macro_f1"],
+            "path_validity": report["path_validity"],
+            "share_stage2": float((result.stage == 2).mean()),
+            "per_node_f1": {path: {"f1": r["f1"], "support": r["support"]} for path, r in node_f1(pairs).items()},
+            "test_product_ids": feats.product_ids[split.test].tolist(),
+        }
+        return metrics, threshold
+
+    # ------------------------------------------------------------------ apply
+
+    @property
+    def tree(self) -> TaxonomyTree:
+        return self.members["stage1"].tree_
+
+    @property
+    def cascade(self) -> TwoStageCascade:
+        return TwoStageCascade(self.members["stage1"], self.members["stage2"], threshold=self.manifest.threshold)
+
+    def features(self, cat: Catalogue, feats: Features) -> Features:
+        """Add the bundle's derived blocks ("tfidf", "joint", "svm") to `feats` (embeddings of `cat`) where missing."""
+        if "tfidf" not in feats.blocks or "joint" not in feats.blocks:
+            self._add_label_free_blocks(cat, feats)
+        if "svm" not in feats.blocks:  # fit's features hold the SVM's scores of every product already
+            feats.blocks["svm"] = self.members["svm"].transform(cat.titles, cat.descriptions)
+            feats.masks["svm"] = np.ones(len(cat), bool)
+        return feats
+
+    def predict(self, cat: Catalogue, feats: Features) -> CascadeResult:
+        """The two-stage cascade's placement of every product of `cat` (every prediction a valid path)."""
+        feats = self.features(cat, feats)
+        X, masks = inputs(feats, self.manifest.feature_keys, np.arange(len(cat)))
+        return self.cascade.predict(X, masks=masks)
+
+    # ------------------------------------------------------------------ storage
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, member in MEMBERS.items():
+            self.members[name].save(folder / member.filename)
+        tmp = folder / "manifest.json.tmp"
+        tmp.write_text(json.dumps(asdict(self.manifest), indent=2, sort_keys=True, default=float))
+        tmp.replace(folder / "manifest.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, *, device=None, params: dict[str, Any] | None = None) -> ModelBundle:
+        """A saved bundle. Folders saved before bundles had a manifest take it from the model version's `params`."""
+        folder = Path(folder)
+        path = folder / "manifest.json"
+        if path.exists():
+            manifest = Manifest.from_dict(json.loads(path.read_text()))
+        elif params is not None:
+            manifest = Manifest.from_dict(params)
+        else:
+            raise FileNotFoundError(f"{path} is missing and no model-version params were given")
+        bundle = cls(seed=manifest.seed, device=device)
+        bundle.members = {name: member.load(folder, device=device) for name, member in MEMBERS.items()}
+        bundle.manifest = manifest
+        return bundle

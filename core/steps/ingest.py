@@ -1,0 +1,172 @@
+"""Ingest a catalogue file (Parquet or CSV, plus images) into the taxonomy database.
+
+Validate everything first (`core.data.ingest`) and report every problem with file, row and column; then upsert
+products keyed by (platform, product id), import the platform's own category paths as taxonomy nodes and
+`platform` labels, and check images, all in one transaction: a failed ingest changes nothing.
+Re-running on the same file changes nothing and skips image files that did not change.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import insert, select, update
+
+from core.config import database_url
+from core.data.ingest import (
+    ColumnMap,
+    IngestReport,
+    Progress,
+    build_records,
+    check_images,
+    find_catalog_file,
+    image_stamp,
+    read_catalog,
+    validate,
+)
+from db import repo
+from db.models import Label, Product, utcnow
+from db.session import get_sessionmaker, transaction
+
+
+def ingest(
+    catalog: str | Path,
+    *,
+    platform: str,
+    db_url: str | None = None,
+    mapping: ColumnMap | None = None,
+    limit: int | None = None,
+    images_root: str | Path | None = None,
+    actor: str = "ingest",
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Validate and upsert a catalogue into the database in one transaction.
+
+    Args:
+        catalog: a .parquet/.csv file, or a folder holding products.parquet or products.csv.
+        platform: the platform (shop) the products come from; ids are unique per platform.
+        db_url: database URL (default: `$DATABASE_URL` or the SQLite file under ./data).
+        mapping: which columns hold id, title, category...; default: the shared catalogue's.
+        limit: only the first `limit` rows.
+        images_root: folder image paths are relative to (default: the catalogue file's folder).
+        progress: called as progress(stage, done, total).
+
+    Returns:
+        An IngestReport. Raises IngestError (nothing written) on bad input.
+    """
+    started = time.perf_counter()
+    mapping = mapping or ColumnMap()
+    path = find_catalog_file(catalog)
+    df = read_catalog(path)
+    if limit is not None:
+        df = df.iloc[:limit]
+    paths = validate(df, mapping=mapping, file=path.name)
+    records = build_records(df, mapping=mapping, paths=paths)
+    root = Path(images_root) if images_root else path.parent
+    report = IngestReport(platform=platform, file=str(path), rows=len(records))
+    with transaction(get_sessionmaker(db_url or database_url())) as session:
+        _upsert(session, records, root=root, report=report, actor=actor, progress=progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, progress: Progress | None) -> None:
+    plat = repo.get_or_create_platform(session, name=report.platform, root=str(root.resolve()))
+    existing = {
+        r.external_id: r
+        for r in session.execute(
+            select(
+                Product.id, Product.external_id, Product.content_hash, Product.image, Product.image_stamp, Product.image_status
+            ).where(Product.platform_id == plat.id)
+        )
+    }
+    _apply_image_checks(records, existing, root=root, report=report, progress=progress)
+    _write_products(session, plat.id, records, existing, report=report, progress=progress)
+    _write_labels(session, plat.id, records, report=report, actor=actor)
+    report.not_in_file = len(set(existing) - {r["external_id"] for r in records})
+    statuses = report.image_status
+    for rec in records:
+        statuses[rec["image_status"]] = statuses.get(rec["image_status"], 0) + 1
+    if report.inserted or report.updated or report.labels_added or report.labels_changed or report.nodes_created:
+        repo.write_audit(session, actor=actor, action="ingest", summary=report.summary(), after=report.as_dict())
+
+
+def _apply_image_checks(records, existing, *, root: Path, report: IngestReport, progress: Progress | None) -> None:
+    """Set image_status/image_stamp on each record; decode only files that are new or changed."""
+    todo = []
+    for rec in records:
+        image = rec["image"]
+        if not image:
+            rec["image_status"], rec["image_stamp"] = "none", None
+        elif image.startswith(("http://", "https://")):
+            rec["image_status"], rec["image_stamp"] = "remote", None
+        else:
+            file = root / image
+            rec["image_stamp"] = image_stamp(file)
+            old = existing.get(rec["external_id"])
+            if old is not None and old.image == image and old.image_stamp == rec["image_stamp"] and rec["image_stamp"]:
+                rec["image_status"] = old.image_status
+            else:
+                todo.append((rec["external_id"], file))
+    results = check_images(todo, progress=progress)
+    report.images_checked = len(todo)
+    by_id = {rec["external_id"]: rec for rec in records}
+    for key, (status, why) in results.items():
+        by_id[key]["image_status"] = status
+        if why:
+            report.image_problems.append(f"product {key}: {by_id[key]['image']}: {status} ({why})")
+
+
+def _write_products(session, platform_id: int, records, existing, *, report: IngestReport, progress: Progress | None) -> None:
+    cols = ("title", "description", "brand", "image", "attributes", "content_hash", "image_status", "image_stamp")
+    new, changed = [], []
+    for rec in records:
+        old = existing.get(rec["external_id"])
+        values = {c: rec[c] for c in cols}
+        if old is None:
+            new.append({"platform_id": platform_id, "external_id": rec["external_id"], **values})
+        elif (
+            old.content_hash != rec["content_hash"]
+            or old.image_status != rec["image_status"]
+            or old.image_stamp != rec["image_stamp"]
+        ):
+            changed.append({"id": old.id, "updated_at": utcnow(), **values})
+    for start in range(0, len(new), 5000):
+        session.execute(insert(Product), new[start : start + 5000])
+        if progress:
+            progress("products", min(start + 5000, len(new)), len(new))
+    if changed:
+        session.execute(update(Product), changed)
+    report.inserted, report.updated = len(new), len(changed)
+    report.unchanged = len(records) - len(new) - len(changed)
+
+
+def _write_labels(session, platform_id: int, records, *, report: IngestReport, actor: str) -> None:
+    ids = dict(session.execute(select(Product.external_id, Product.id).where(Product.platform_id == platform_id)).all())
+    current = {
+        r.product_id: r
+        for r in session.execute(
+            select(Label.id, Label.product_id, Label.node_id)
+            .join(Product, Product.id == Label.product_id)
+            .where(Product.platform_id == platform_id, Label.source == "platform")
+        )
+    }
+    cache: dict = {}
+    new, changed = [], []
+    for rec in records:
+        if not rec["path"]:
+            continue
+        node, created = repo.ensure_path(session, rec["path"], cache)
+        report.nodes_created += created
+        pid = ids[rec["external_id"]]
+        old = current.get(pid)
+        if old is None:
+            new.append({"product_id": pid, "node_id": node.id, "source": "platform", "actor": actor})
+        elif old.node_id != node.id:
+            changed.append({"id": old.id, "node_id": node.id})
+    if new:
+        session.execute(insert(Label), new)
+    if changed:
+        session.execute(update(Label), changed)
+    report.labels_added, report.labels_changed = len(new), len(changed)

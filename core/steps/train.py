@@ -1,0 +1,137 @@
+"""`python -m core train`: labels and taxonomy from the database -> a fitted `ModelBundle` -> a model version.
+
+Idempotent: with the same labelled products, labels and encoders as the active version, nothing is trained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from core.classify.bundle import STAGE2, ModelBundle, data_key
+from core.config import data_dir
+from core.data.dataset import Catalogue
+from core.embed.choice import chosen_encoders
+from core.embed.features import encoder_ids
+from core.steps.catalogue import load_catalogue
+from core.steps.embed import catalogue_features
+from db import predictions as preds
+from db.models import TaxonomyNode
+from db.repo import taxonomy_version
+from db.session import get_sessionmaker, transaction
+
+Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
+MIN_LABELLED = 10
+
+
+def load_products(factory, *, labelled_only: bool) -> Catalogue:
+    """Every product of the database (or only the labelled ones) with its current effective label."""
+    with factory() as s:
+        cat = load_catalogue(s)
+    return cat.subset(np.flatnonzero(cat.labelled)) if labelled_only else cat
+
+
+def check_enough(cat: Catalogue) -> None:
+    if len(cat) < MIN_LABELLED:
+        raise ValueError(f"only {len(cat)} labelled products: ingest a catalogue first (at least {MIN_LABELLED})")
+
+
+def fit_bundle(factory, cat: Catalogue, *, seed: int = 0, device=None, progress: Progress | None = None, log: Log = print):
+    """Embed `cat` (labelled products) with the chosen encoders and fit a bundle on it; returns (bundle, feats).
+
+    The manifest gets the database node id of every path the bundle can predict and the taxonomy version as it was
+    when the labels were read (renames during training are fine: node ids survive them).
+    """
+    with factory() as s:
+        path_ids = dict(s.execute(select(TaxonomyNode.path, TaxonomyNode.id)).all())
+        taxonomy_at_load = taxonomy_version(s) or None
+    choice = chosen_encoders()
+    log(f"encoders: {choice.describe()}")
+    feats = catalogue_features(cat, choice=choice, device=device, progress=progress)
+    bundle = ModelBundle(seed=seed, device=device).fit(
+        cat, feats, encoder_choice={"text": choice.text, "image": choice.image}, progress=progress, log=log
+    )
+    bundle.manifest.node_ids = node_ids_of(path_ids, bundle.tree)
+    bundle.manifest.taxonomy_version = taxonomy_at_load
+    return bundle, feats
+
+
+def node_ids_of(path_ids: dict[str, int], tree) -> dict[str, int]:
+    """Database node id of every path prefix the model can predict (ids survive later renames)."""
+    prefixes = {" > ".join(p[: i + 1]) for p in tree.decode(tree.leaf_paths()) for i in range(len(p))}
+    return {path: path_ids[path] for path in prefixes}
+
+
+def save_bundle(bundle: ModelBundle) -> str:
+    """Save under data/models/<time>-<data key>; returns the folder."""
+    folder = data_dir() / "models" / f"{time.strftime('%Y%m%d-%H%M%S')}-{bundle.manifest.data_key[:8]}"
+    return str(bundle.save(folder))
+
+
+def register(session, bundle: ModelBundle, artifact: str):
+    """Record a saved bundle as a model version (a candidate until activated)."""
+    return preds.register_model_version(
+        session,
+        name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)",
+        metrics=bundle.manifest.metrics,
+        params=bundle.manifest.params(),
+        artifact=artifact,
+        taxonomy_version_id=bundle.manifest.taxonomy_version,
+    )
+
+
+def unchanged(factory, cat: Catalogue, log: Log) -> bool:
+    """True when the active version was trained on these labelled products, labels and encoders."""
+    with factory() as s:
+        active = preds.active_model_version(s)
+    if active is None:
+        return False
+    key = data_key(cat, encoder_ids(cat, **chosen_encoders().kwargs()))
+    if active.params.get("data_key") == key:
+        log(f"model version #{active.id} was trained on these labels and features: nothing to do")
+        return True
+    return False
+
+
+def train(
+    db_url: str,
+    *,
+    seed: int = 0,
+    force: bool = False,
+    activate: bool | None = None,
+    device=None,
+    progress: Progress | None = None,
+    log: Log = print,
+) -> int | None:
+    """Train and register a model version; returns its id (None when nothing changed and not `force`).
+
+    Args:
+        activate: make it the active model (default: when no model is active yet).
+    """
+    factory = get_sessionmaker(db_url)
+    cat = load_products(factory, labelled_only=True)
+    check_enough(cat)
+    if not force and unchanged(factory, cat, log):
+        return None
+    bundle, _ = fit_bundle(factory, cat, seed=seed, device=device, progress=progress, log=log)
+    artifact = save_bundle(bundle)
+    with transaction(factory) as s:
+        had_active = preds.active_model_version(s) is not None
+        version = register(s, bundle, artifact)
+        if activate or (activate is None and not had_active):
+            preds.activate_model_version(s, version_id=version.id, actor="train")
+        version_id = version.id
+    _log_version(log, version_id, bundle.manifest.metrics, bundle.manifest)
+    return version_id
+
+
+def _log_version(log: Log, version_id: int, metrics: dict[str, Any], manifest) -> None:
+    log(
+        f"model version #{version_id}: hF1 {metrics['hf1']:.4f} on {manifest.n_test} held-out products, "
+        f"threshold {manifest.threshold:.3f}, trained in {manifest.train_s}s"
+    )

@@ -1,0 +1,152 @@
+"""The one registry of curation actions: what people can do, how each is undone, what the audit log calls it.
+
+An `Action`'s `name` is both the name the pages perform it by (`app.widgets.perform(name, ...)`, which calls
+`perform` here) and the audit action its function writes, so the pages, the audit log and `undo` cannot
+disagree. Adding an undoable action is one entry in `ACTIONS` plus its two functions: the action (session
+keyword-only, never commits, writes one audit event named after the entry) and the handler that reverses
+that event. tests/db/test_actions.py checks every entry against what its function writes and undoes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db import curation, review
+from db import predictions as preds
+from db import proposals as props
+from db.models import AuditEvent
+from db.repo import CurationError, bump_taxonomy_version, write_audit
+
+ROLES = ("curator", "admin")  # who may perform an action; recorded here, not enforced yet
+
+
+@dataclass(frozen=True)
+class Action:
+    """One audited action.
+
+    Attributes:
+        name: what `perform` is called with, and the audit action the function writes.
+        label: what a person reads for it in the audit history.
+        function: (session, *, actor, **kwargs); None for an event a core step writes itself (db cannot import core).
+        undo: (session, event) reversing one audit event of this action; None when it cannot be undone ...
+        not_undoable: ... and then why (shown to whoever asks to undo it).
+        structural: it changes the taxonomy, so it and its undo bump the taxonomy version.
+        relabels: it can change some product's category path (or the products themselves): caches of a
+            category's products (the Clusters page's search index) are keyed by the last such event.
+        role: who may perform it ("curator" or "admin").
+    """
+
+    name: str
+    label: str
+    function: Callable[..., Any] | None
+    undo: Callable[[Session, AuditEvent], None] | None = None
+    not_undoable: str = ""
+    structural: bool = False
+    relabels: bool = False
+    role: str = "curator"
+
+    def __post_init__(self) -> None:
+        if (self.undo is None) != bool(self.not_undoable):
+            raise ValueError(f"Action {self.name!r}: give an undo handler, or the reason it cannot be undone (not both).")
+        if self.role not in ROLES:
+            raise ValueError(f"Action {self.name!r}: unknown role {self.role!r}; use one of {ROLES}.")
+
+
+def undo(session: Session, *, event_id: int, actor: str) -> AuditEvent:
+    """Reverse the audited action `event_id` through its registered handler; writes an 'undo' audit event and returns it."""
+    event = session.get(AuditEvent, event_id)
+    if event is None:
+        raise CurationError(f"Unknown audit event #{event_id}.")
+    if event.undone_by_id is not None:
+        raise CurationError(f"#{event.id} ({event.summary}) was already undone by #{event.undone_by_id}.")
+    action = ACTIONS.get(event.action)
+    if action is None or action.undo is None:
+        why = action.not_undoable if action else "no action of that name is registered"
+        raise CurationError(f"#{event.id} is a {event.action!r} event, which cannot be undone: {why}.")
+    action.undo(session, event)
+    session.flush()
+    undo_event = write_audit(
+        session, actor=actor, action="undo", summary=f"Undid #{event.id}: {event.summary}", before=event.after, after=event.before
+    )
+    undo_event.undo_of_id = event.id
+    event.undone_by_id = undo_event.id
+    if action.structural:
+        bump_taxonomy_version(session, event=undo_event)
+    session.flush()
+    return undo_event
+
+
+_NOT_AGAIN = "an undo is reversed by doing the action again"
+_REINGEST = "ingest the earlier catalogue file again instead"
+
+ACTIONS: dict[str, Action] = {
+    action.name: action
+    for action in (
+        Action("add_node", "Category added", curation.add_node, curation.undo_add_node, structural=True),
+        Action(
+            "rename_node", "Category renamed", curation.rename_node, curation.undo_rename_node, structural=True, relabels=True
+        ),
+        Action("move_node", "Category moved", curation.move_node, curation.undo_move_node, structural=True, relabels=True),
+        Action("merge_node", "Categories merged", curation.merge_node, curation.undo_merge_node, structural=True, relabels=True),
+        Action(
+            "retire_node", "Category retired", curation.retire_node, curation.undo_retire_node, structural=True, relabels=True
+        ),
+        Action("relabel_product", "Product relabelled", curation.relabel_product, curation.undo_relabel_product, relabels=True),
+        Action(
+            "accept_proposal",
+            "Proposal accepted",
+            props.accept_proposal,
+            props.undo_accept_proposal,
+            structural=True,
+            relabels=True,
+        ),
+        Action("rename_proposal", "Proposal renamed", props.rename_proposal, props.undo_rename_proposal),
+        Action("reject_proposal", "Proposal rejected", props.reject_proposal, props.undo_reject_proposal),
+        Action("merge_proposals", "Proposals merged", props.merge_proposals, props.undo_merge_proposals),
+        Action("move_out", "Products moved out of a proposal", props.move_out, props.undo_move_out),
+        Action("review_decision", "Review decision", review.decide, review.undo_review_decision, relabels=True),
+        Action("activate_model", "Model activated", preds.activate_model_version, preds.undo_activate_model, role="admin"),
+        Action("undo", "Undo", undo, not_undoable=_NOT_AGAIN, relabels=True),  # as the undone action may
+        Action("ingest", "Catalogue ingested", None, not_undoable=_REINGEST, relabels=True, role="admin"),  # core.steps.ingest
+    )
+}
+
+
+def get(name: str) -> Action:
+    """The registered action `name`."""
+    action = ACTIONS.get(name)
+    if action is None:
+        raise CurationError(f"Unknown action {name!r}.")
+    return action
+
+
+def perform(session: Session, name: str, /, *, actor: str, **kwargs: Any) -> Any:
+    """Do the registered action `name` in `session` (the caller owns the transaction); returns what its function does.
+
+    `session` and `name` are positional-only, so an action's own `name=` argument passes through in `kwargs`.
+    """
+    action = get(name)
+    if action.function is None:
+        raise CurationError(f"{action.label} is not done from here: a core step records it.")
+    return action.function(session, actor=actor, **kwargs)
+
+
+def label(name: str) -> str:
+    """A person's name for the audit action `name` (the name itself when unregistered, e.g. from an older version)."""
+    action = ACTIONS.get(name)
+    return action.label if action else name
+
+
+def undoable(name: str) -> bool:
+    """Whether audit events of action `name` can be undone."""
+    action = ACTIONS.get(name)
+    return action is not None and action.undo is not None
+
+
+def relabelling() -> tuple[str, ...]:
+    """The audit actions that can change which category a product is in (see `Action.relabels`)."""
+    return tuple(name for name, action in ACTIONS.items() if action.relabels)

@@ -1,0 +1,77 @@
+"""The Taxonomy page: confirmed curation actions, refusals, the product grid, and Undo in the history."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from db import repo
+from db.models import AuditEvent, TaxonomyNode
+from db.session import get_sessionmaker
+from tests.app.helpers import node_id, run_page
+
+
+def test_rename_with_confirmation_then_undo(app_env, tree):
+    leaf = tree.leaves()[0]
+    leaf_id = node_id(app_env, leaf)
+    at = run_page("taxonomy")
+    at.selectbox(key="tax_node").set_value(leaf_id).run()
+    at.text_input(key=f"rename_name_{leaf_id}").input("Renamed Leaf").run()
+    at.button(key="rename_btn").click().run()
+    assert "Rename" in at.warning[0].value and node_id(app_env, leaf) == leaf_id  # not yet renamed
+    at.button(key="confirm_action").click().run()
+    assert not at.exception, at.exception
+    new_path = leaf.rsplit(" > ", 1)[0] + " > Renamed Leaf"
+    assert node_id(app_env, new_path) == leaf_id
+    assert "Done" in at.success[0].value
+    with get_sessionmaker(app_env)() as s:
+        event = s.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()))
+    assert event.action == "rename_node"
+    assert any(f"`#{event.id}`" in m.value and "_Category renamed_" in m.value for m in at.markdown)  # its registry label
+    at.button(key=f"undo_{event.id}").click().run()
+    assert node_id(app_env, leaf) == leaf_id
+    assert "Undid" in at.success[0].value
+
+
+def test_cancel_leaves_everything_as_it_was(app_env, tree):
+    leaf = tree.leaves()[0]
+    at = run_page("taxonomy")
+    at.selectbox(key="tax_node").set_value(node_id(app_env, leaf)).run()
+    at.text_input(key="add_name").input("New child").run()
+    at.button(key="add_btn").click().run()
+    at.button(key="cancel_action").click().run()
+    assert not at.warning
+    with get_sessionmaker(app_env)() as s:
+        assert repo.node_by_path(s, leaf + " > New child") is None
+
+
+def test_refused_action_shows_the_reason_and_changes_nothing(app_env, tree):
+    leaf_id = node_id(app_env, tree.leaves()[0])
+    at = run_page("taxonomy")
+    at.selectbox(key="tax_node").set_value(leaf_id).run()
+    at.button(key="retire_btn").click().run()  # no target while it holds products
+    at.button(key="confirm_action").click().run()
+    assert "choose where they go" in at.error[0].value
+    with get_sessionmaker(app_env)() as s:
+        assert s.get(TaxonomyNode, leaf_id).status == "active"
+
+
+def test_merge_moves_the_products(app_env, tree):
+    source, target = tree.leaves()[:2]
+    source_id, target_id = node_id(app_env, source), node_id(app_env, target)
+    at = run_page("taxonomy")
+    at.selectbox(key="tax_node").set_value(source_id).run()
+    at.selectbox(key="merge_target").set_value(target_id).run()
+    at.button(key="merge_btn").click().run()
+    at.button(key="confirm_action").click().run()
+    with get_sessionmaker(app_env)() as s:
+        counts = repo.node_counts(s)
+    assert counts[target_id][0] == tree.products(source) + tree.products(target)
+    assert counts[source_id] == (0, 0)
+
+
+def test_product_grid_shows_the_node_products(app_env, tree):
+    leaf = tree.leaves()[0]
+    at = run_page("taxonomy")
+    at.selectbox(key="tax_node").set_value(node_id(app_env, leaf)).run()
+    captions = [c.value for c in at.caption]
+    assert sum(leaf in c for c in captions) == min(tree.products(leaf), 18)

@@ -1,0 +1,218 @@
+"""The registry of curation actions (db/actions.py) against what the actions really do, on both backends.
+
+Every registered action is performed by name: it must write an audit event with its registered name, bump the
+taxonomy version exactly when it is `structural`, change product paths exactly when it `relabels`, and (when
+undoable) be undone by its handler back to the state before it. Every audit action name and every action name
+the code uses must be registered.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from db import actions, repo, review
+from db import predictions as preds
+from db import proposals as props
+from db.actions import ACTIONS, Action
+from db.models import AuditEvent, Label, ModelVersion, Product, Proposal, ReviewItem, TaxonomyNode
+from db.repo import CurationError
+from db.session import transaction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def world(factory, tree):
+    """test_curation's six products and taxonomy, plus two open proposals under Shoes, one review item and one
+    model version."""
+    ids = dict(tree)
+    with transaction(factory) as s:
+        clusters = [
+            {"name": "loafers", "members": [ids["p1"], ids["p2"]]},
+            {"name": "runners", "members": [ids["p3"]]},
+        ]
+        props.replace_open_proposals(s, parent_node_id=ids["Footwear > Shoes"], run_key="r", clusters=clusters)
+        ids["proposals"] = [p.id for p in props.list_proposals(s)]
+        item = {
+            "product_id": ids["p5"],
+            "score": 0.9,
+            "self_confidence": 0.1,
+            "margin": -0.5,
+            "flagged": True,
+            "label_node_id": ids["tshirts"],
+            "suggested_node_id": ids["tops"],
+            "suggested_confidence": 0.8,
+            "levels": [],
+        }
+        review.replace_open_items(s, run_key="r", rows=[item])
+        ids["item"] = s.scalar(select(ReviewItem.id))
+        ids["version"] = preds.register_model_version(s, name="v", metrics={}, params={}, artifact=None).id
+    return ids
+
+
+def _relabel_first(s, w):
+    """The `undo` scenario: a relabel to undo (performed in the preparation, so only its undo is measured)."""
+    actions.perform(s, "relabel_product", actor="prep", product_id=w["p1"], node_id=w["sports"])
+    s.flush()
+    return {"event_id": s.scalar(select(func.max(AuditEvent.id)))}
+
+
+# one way to perform each registered action on `world`: (session, world) -> the action's keyword arguments
+SCENARIOS = {
+    "add_node": lambda s, w: {"parent_id": w["Footwear"], "name": "Boots"},
+    "rename_node": lambda s, w: {"node_id": w["casual"], "new_name": "Everyday Shoes"},
+    "move_node": lambda s, w: {"node_id": w["flips"], "new_parent_id": w["Footwear > Shoes"]},
+    "merge_node": lambda s, w: {"source_id": w["tshirts"], "target_id": w["tops"]},
+    "retire_node": lambda s, w: {"node_id": w["sports"], "target_id": w["casual"]},
+    "relabel_product": lambda s, w: {"product_id": w["p1"], "node_id": w["sports"]},
+    "accept_proposal": lambda s, w: {"proposal_id": w["proposals"][0], "name": "Loafers"},
+    "rename_proposal": lambda s, w: {"proposal_id": w["proposals"][0], "name": "Moccasins"},
+    "reject_proposal": lambda s, w: {"proposal_id": w["proposals"][0]},
+    "merge_proposals": lambda s, w: {"source_id": w["proposals"][0], "target_id": w["proposals"][1]},
+    "move_out": lambda s, w: {"proposal_id": w["proposals"][0], "product_ids": [w["p1"]]},
+    "review_decision": lambda s, w: {"item_id": w["item"], "decision": "accept"},
+    "activate_model": lambda s, w: {"version_id": w["version"]},
+    "undo": _relabel_first,
+}
+PERFORMED = [name for name, action in ACTIONS.items() if action.function is not None]
+
+
+def state(factory) -> dict:
+    """Everything an action may change (ids included), to compare before and after."""
+    with factory() as s:
+        return {
+            "nodes": s.execute(
+                select(TaxonomyNode.id, TaxonomyNode.parent_id, TaxonomyNode.name, TaxonomyNode.path, TaxonomyNode.status)
+                .add_columns(TaxonomyNode.redirect_id, TaxonomyNode.depth)
+                .order_by(TaxonomyNode.id)
+            ).all(),
+            "labels": s.execute(select(Label.product_id, Label.source, Label.node_id).order_by(Label.id)).all(),
+            "proposals": [
+                (p.id, p.name, p.status, sorted(p.members), p.created_node_id)
+                for p in s.scalars(select(Proposal).order_by(Proposal.id))
+            ],
+            "review": s.execute(select(ReviewItem.id, ReviewItem.status, ReviewItem.decided_by).order_by(ReviewItem.id)).all(),
+            # which version is active (undoing an activation archives the version rather than restoring "candidate")
+            "active_model": s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).all(),
+        }
+
+
+def product_paths(factory) -> dict:
+    """{product id: (effective label path, title, content hash)}: what `Action.relabels` is about."""
+    with factory() as s:
+        eff = repo.effective_labels_subquery()
+        rows = s.execute(
+            select(Product.id, TaxonomyNode.path, Product.title, Product.content_hash)
+            .outerjoin(eff, eff.c.product_id == Product.id)
+            .outerjoin(TaxonomyNode, TaxonomyNode.id == eff.c.node_id)
+        )
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def taxonomy_version(factory) -> int:
+    with factory() as s:
+        return repo.taxonomy_version(s)
+
+
+def last_event(factory) -> AuditEvent:
+    with factory() as s:
+        return s.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1))
+
+
+def test_every_performed_action_has_a_scenario():
+    assert sorted(SCENARIOS) == sorted(PERFORMED), "add a scenario for each new action to SCENARIOS"
+
+
+@pytest.mark.parametrize("name", PERFORMED)
+def test_each_action_writes_its_audit_name_and_is_undone_by_its_handler(factory, world, name):
+    action = ACTIONS[name]
+    with transaction(factory) as s:
+        kwargs = SCENARIOS[name](s, world)
+    before, paths, version = state(factory), product_paths(factory), taxonomy_version(factory)
+    with transaction(factory) as s:
+        actions.perform(s, name, actor="tester", **kwargs)
+    event = last_event(factory)
+    assert (event.action, event.actor) == (name, "tester")
+    assert taxonomy_version(factory) == version + action.structural
+    assert (product_paths(factory) != paths) == action.relabels
+    if action.undo is None:
+        with pytest.raises(CurationError, match=f"cannot be undone: {action.not_undoable}"):
+            with transaction(factory) as s:
+                actions.undo(s, event_id=event.id, actor="tester")
+        return
+    assert actions.undoable(name)
+    with transaction(factory) as s:
+        undone = actions.undo(s, event_id=event.id, actor="undoer")
+        undone_id = undone.id
+    assert state(factory) == before and product_paths(factory) == paths
+    assert taxonomy_version(factory) == version + 2 * action.structural
+    with factory() as s:
+        assert s.get(AuditEvent, event.id).undone_by_id == undone_id
+        assert s.get(AuditEvent, undone_id).action == "undo" and s.get(AuditEvent, undone_id).undo_of_id == event.id
+
+
+def test_perform_refuses_unknown_actions_and_those_a_core_step_records(factory):
+    with transaction(factory) as s:
+        with pytest.raises(CurationError, match="Unknown action 'review_decide'"):
+            actions.perform(s, "review_decide", actor="t", item_id=1, decision="accept")
+        with pytest.raises(CurationError, match="a core step records it"):
+            actions.perform(s, "ingest", actor="t")
+
+
+def test_an_action_says_how_it_is_undone_or_why_not():
+    with pytest.raises(ValueError, match="undo handler, or the reason"):
+        Action("x", "X", None)
+    with pytest.raises(ValueError, match="unknown role"):
+        Action("x", "X", None, not_undoable="because", role="owner")
+    assert {a.role for a in ACTIONS.values()} <= set(actions.ROLES)
+    assert actions.label("rename_node") == "Category renamed" and actions.label("retired_action") == "retired_action"
+    assert not actions.undoable("undo") and not actions.undoable("ingest") and not actions.undoable("nonsense")
+
+
+def _python_files(*folders: str):
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if "migrations" not in path.parts:
+                yield path, ast.parse(path.read_text(), filename=str(path))
+
+
+def _callee(call: ast.Call) -> str:
+    return call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+
+
+def _strings(node: ast.AST | None) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List):
+        return [s for element in node.elts for s in _strings(element)]
+    return []
+
+
+def names_in_code() -> tuple[dict[str, str], dict[str, str]]:
+    """({audit action written: where}, {action name performed, requested or filtered on: where}) in the project's code."""
+    written, used = {}, {}
+    for path, tree in _python_files("db", "core", "app", "pages"):
+        where = str(path.relative_to(ROOT))
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            callee = _callee(call)
+            keywords = {k.arg: k.value for k in call.keywords}
+            if callee != "add_argument":  # argparse's action="store_true" is no audit action
+                written.update((name, where) for name in _strings(keywords.get("action")))
+            if callee == "audit_history":
+                used.update((name, where) for name in _strings(keywords.get("actions")))
+            position = {"perform": 0, "request": 1}.get(callee)
+            if position is not None and len(call.args) > position and where.startswith(("app", "pages")):
+                used.update((name, where) for name in _strings(call.args[position]))
+    return written, used
+
+
+def test_every_audit_action_name_in_the_code_is_registered_and_every_registered_one_is_written():
+    written, used = names_in_code()
+    assert {name: where for name, where in written.items() if name not in ACTIONS} == {}
+    assert sorted(ACTIONS) == sorted(written)  # no registered action that nothing writes
+    assert {"review_decision", "rename_node", "accept_proposal", "undo", "activate_model"} <= set(used)
+    assert {name: where for name, where in used.items() if name not in ACTIONS} == {}
