@@ -11,6 +11,7 @@ import numpy as np
 from core.embed.choice import EncoderChoice
 from core.review.scores import RANKINGS, IssueScores, Progress, flip_labels, in_queue, review_features, score_catalogue
 from core.steps.catalogue import load_catalogue
+from core.steps.review import review_inputs
 from db.session import get_sessionmaker
 
 
@@ -26,12 +27,14 @@ def benchmark(
 ) -> dict[str, Any]:
     """Flip `share` of the labels (in memory; the database is not changed), score, and measure how well each
     ranking finds the flipped products: precision@k and recall@k with k = number flipped. The features come from
-    the encoders of `choice` (default: the recorded choice)."""
-    with get_sessionmaker(db_url)() as s:
+    the active model version's encoders and TF-IDF projection (see `core.steps.review.review_inputs`)."""
+    factory = get_sessionmaker(db_url)
+    choice, projector, source = review_inputs(factory, choice=choice, device=device)
+    with factory() as s:
         cat = load_catalogue(s)
     cat = cat.subset(np.flatnonzero(cat.labelled))
     started = time.perf_counter()
-    features = review_features(cat, seed=seed, choice=choice, device=device, progress=progress)
+    features = review_features(cat, seed=seed, choice=choice, projector=projector, device=device, progress=progress)
     feature_s = time.perf_counter() - started
     original = list(cat.labels)
     noisy, flipped = flip_labels(original, share=share, seed=seed)
@@ -48,6 +51,7 @@ def benchmark(
         "folds": folds,
         "seed": seed,
         "encoders": features[2],
+        "features": source,
         **found_flips(scores, truth),
         # among the flipped products, how often the suggested path is the true (pre-flip) one
         "suggestion_is_true_path": round(float(np.mean([scores.suggested[i] == tuple(original[i]) for i in flipped])), 4),

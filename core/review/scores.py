@@ -204,16 +204,25 @@ def issue_scores(tree, marginals: list[np.ndarray], labels: list[tuple[str, ...]
 
 
 def review_features(
-    cat: Catalogue, *, seed: int = 0, choice: EncoderChoice | None = None, device=None, progress: Progress | None = None
+    cat: Catalogue,
+    *,
+    seed: int = 0,
+    choice: EncoderChoice | None = None,
+    projector: TfidfProjector | None = None,
+    device=None,
+    progress: Progress | None = None,
 ):
     """(X, masks, encoder ids) of the review model: cached title and photo embeddings from the encoders of `choice`
     (default: the recorded choice; no photo block when it has no image encoder), and a TF-IDF projection of the titles.
 
-    The TF-IDF projection is unsupervised (it never reads a label), so it is fitted on every title.
+    `projector`: a fitted TF-IDF projection (the active model version's, so the queue is scored in the model's own
+    feature space); without one, a projection is fitted here on every title (it is unsupervised: it never reads a
+    label).
     """
     choice = choice or chosen_encoders()
     feats = embed_catalogue(cat, **choice.kwargs(), device=device, progress=progress)
-    feats.blocks["tfidf"] = TfidfProjector(dim=256, seed=seed).fit(cat.titles).transform(cat.titles)
+    projector = projector or TfidfProjector(dim=256, seed=seed).fit(cat.titles)
+    feats.blocks["tfidf"] = projector.transform(cat.titles)
     feats.masks["tfidf"] = np.ones(len(cat), bool)
     modalities = [m for m in MODALITIES if m in feats.blocks]
     return {m: feats.blocks[m] for m in modalities}, {m: feats.masks[m] for m in modalities}, feats.encoder_ids

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.classify.bundle import ModelBundle
 from core.classify.models import TRAIN_OPTIONS
 from core.config import data_dir
 from core.embed.choice import EncoderChoice, chosen_encoders
@@ -16,6 +17,7 @@ from core.keys import content_key
 from core.review.scores import Progress, queue_rows, review_features, score_catalogue
 from core.runs import RunRecord
 from core.steps.catalogue import load_catalogue
+from db import predictions as preds
 from db import review
 from db.models import TaxonomyNode
 from db.session import get_sessionmaker, transaction
@@ -33,6 +35,27 @@ def last_review_run() -> RunRecord | None:
     return RunRecord.read(review_run_file())
 
 
+def review_inputs(factory, *, choice: EncoderChoice | None = None, device=None) -> tuple[EncoderChoice, object, str]:
+    """(encoder choice, TF-IDF projector or None, what they come from) for scoring labels.
+
+    With an active model version, the review model reads the same features as that version: its encoders (from the
+    manifest) and its fitted TF-IDF projection (from the bundle). Without one, the recorded encoder choice and a
+    projection fitted on every title. An explicit `choice` overrides the encoders.
+    """
+    with factory() as s:
+        version = preds.active_model_version(s)
+        found = (version.id, version.artifact, version.params) if version is not None else None
+    if found is None:
+        choice = choice or chosen_encoders()
+        return choice, None, f"{choice.describe()}; TF-IDF projection fitted on every title (no active model version)"
+    version_id, artifact, params = found
+    bundle = ModelBundle.load(artifact, device=device, params=params)
+    trained = EncoderChoice(**bundle.manifest.encoder_choice)
+    choice = choice or trained
+    source = f"model version #{version_id}'s TF-IDF projection; {choice.describe()}"
+    return choice, (bundle.members["projector"] if choice == trained else None), source
+
+
 def run_review(
     db_url: str,
     *,
@@ -47,14 +70,15 @@ def run_review(
 
     The title and photo features come from the encoders of `choice` (default: the recorded choice).
     """
-    choice = choice or chosen_encoders()
-    record = RunRecord("review", settings={"folds": folds, "seed": seed, "model": TRAIN_OPTIONS, "tfidf_dim": 256})
     factory = get_sessionmaker(db_url)
+    choice, projector, source = review_inputs(factory, choice=choice, device=device)
+    settings = {"folds": folds, "seed": seed, "model": TRAIN_OPTIONS, "tfidf_dim": 256, "features": source}
+    record = RunRecord("review", settings=settings)
     with factory() as s:
         cat = load_catalogue(s)
         node_ids = dict(s.execute(select(TaxonomyNode.path, TaxonomyNode.id)).all())
     record.stage("load")
-    features = review_features(cat, seed=seed, choice=choice, device=device, progress=progress)
+    features = review_features(cat, seed=seed, choice=choice, projector=projector, device=device, progress=progress)
     encoder_ids = features[2]
     record.stage("features")
     rows, scores = score_catalogue(cat, folds=folds, seed=seed, device=device, progress=progress, features=features)
@@ -71,6 +95,6 @@ def run_review(
         f"scored {len(rows)} labelled products in {record.timings['features'] + record.timings['scores']:.0f}s: "
         f"{len(items)} to review "
         f"({int(scores.flagged.sum())} flagged by confident learning), {stored} stored as open; "
-        f"features: {choice.describe()}"
+        f"features: {source}"
     )
     return stored

@@ -8,15 +8,17 @@ import pytest
 from sqlalchemy import select
 
 from core import config
+from core.classify.bundle import ModelBundle
 from core.classify.estimator import HierarchicalClassifier
 from core.classify.taxonomy import TaxonomyTree
 from core.data.dataset import Catalogue
 from core.embed.choice import EncoderChoice
 from core.review.scores import flip_labels, fold_ids, in_queue, issue_scores, out_of_fold_marginals, review_features
 from core.steps import review as review_step
+from core.steps.train import train
 from db import curation, repo
 from db import review as db_review
-from db.models import Product, ReviewItem
+from db.models import ModelVersion, Product, ReviewItem
 from db.session import transaction
 from tests.core.conftest import LEAVES, fake_embed, quiet
 
@@ -179,3 +181,20 @@ def test_review_features_leave_the_photo_block_out_without_an_image_encoder(monk
     assert list(X) == ["title", "tfidf"] and list(masks) == ["title", "tfidf"] and X["tfidf"].shape[0] == 8
     X, _, _ = review_features(cat, choice=EncoderChoice())
     assert list(X) == ["title", "tfidf", "image"]  # the order of the early-fusion blocks
+
+
+def test_review_reads_the_active_model_versions_features(small_db, factory):
+    """Without a model the review fits its own TF-IDF projection; with one it uses the version's projection and
+    encoders, so the queue is scored in the model's feature space."""
+    choice, projector, source = review_step.review_inputs(factory)
+    assert projector is None and "no active model version" in source
+    version_id = train(small_db, log=quiet)
+    choice, projector, source = review_step.review_inputs(factory)
+    with factory() as s:
+        artifact = s.get(ModelVersion, version_id).artifact
+    own = ModelBundle.load(artifact).members["projector"]
+    titles = ["item 1 | Footwear > Shoes > Heels", "a title the model never saw"]
+    assert np.array_equal(projector.transform(titles), own.transform(titles))
+    assert f"model version #{version_id}" in source and choice == EncoderChoice()
+    other = EncoderChoice(text="minilm", image=None)  # another encoder choice: the version's projection is not reused
+    assert review_step.review_inputs(factory, choice=other)[:2] == (other, None)
