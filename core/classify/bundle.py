@@ -13,6 +13,7 @@ read labels and write model versions.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -114,10 +115,16 @@ class Manifest:
 
 
 def data_key(cat: Catalogue, encoder_ids: dict[str, str]) -> str:
-    """Key of what a model learns from: product ids, label paths, encoders (equal key: nothing to retrain)."""
-    return content_key(
-        encoder_ids, cat.product_ids.astype(np.int64), "\n".join(" > ".join(p) if p else "" for p in cat.labels)
-    )
+    """Identity of what a model learns from: product ids, label paths, encoders (equal key: nothing to retrain).
+
+    Stored in every model version's params and compared with the database's state at each `train` and `predict`,
+    so its bytes must not change between releases: it keeps the formula model versions were registered with (not
+    `content_key`, which would make every existing installation retrain once for nothing).
+    """
+    h = hashlib.sha256(json.dumps(encoder_ids, sort_keys=True).encode())
+    h.update(cat.product_ids.tobytes())
+    h.update("\n".join(" > ".join(p) if p else "" for p in cat.labels).encode())
+    return h.hexdigest()[:16]
 
 
 class _Steps:
@@ -172,7 +179,7 @@ class ModelBundle:
         metrics measured on `split.test` (default `fixed_split`, the same products for every version).
         """
         steps = _Steps(progress, log)
-        steps("features")
+        steps("features")  # `feats` come ready-made; the caller records how long embedding took
         started = time.perf_counter()
         split = split if split is not None else fixed_split(cat, seed=self.seed)
         tree = TaxonomyTree.from_paths(cat.labels)

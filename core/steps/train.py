@@ -52,10 +52,13 @@ def fit_bundle(factory, cat: Catalogue, *, seed: int = 0, device=None, progress:
         taxonomy_at_load = taxonomy_version(s) or None
     choice = chosen_encoders()
     log(f"encoders: {choice.describe()}")
+    started = time.perf_counter()
     feats = catalogue_features(cat, choice=choice, device=device, progress=progress)
+    embed_s = round(time.perf_counter() - started, 1)
     bundle = ModelBundle(seed=seed, device=device).fit(
         cat, feats, encoder_choice={"text": choice.text, "image": choice.image}, progress=progress, log=log
     )
+    bundle.manifest.step_s["features"] = embed_s  # the embeddings (cached vectors read, new ones computed)
     bundle.manifest.node_ids = node_ids_of(path_ids, bundle.tree)
     bundle.manifest.taxonomy_version = taxonomy_at_load
     return bundle, feats
