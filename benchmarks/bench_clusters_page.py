@@ -17,15 +17,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 from core import config
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, streamlit_cmd, wait_healthy
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_app
 
 DRAWN = """(expected) => {
   const plot = document.querySelector('.stPlotlyChart .js-plotly-plot');
@@ -80,13 +76,10 @@ def main() -> None:
         node_points = len(load_map(slug_for(node_by_path(s, args.node).id))["product_ids"])
     all_points = len(load_map(ALL)["product_ids"])
 
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": args.db}
-    proc = subprocess.Popen(streamlit_cmd(port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    app = start_app({**os.environ, "DATABASE_URL": args.db})  # on a port the OS picks, read back from its output
+    url = app.url
     rows = []
     try:
-        wait_healthy(url, proc)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             for label, points, default in ((args.node, node_points, True), ("All products", all_points, False)):
@@ -97,8 +90,7 @@ def main() -> None:
                     print(json.dumps(row))
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        app.stop(timeout=30)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",

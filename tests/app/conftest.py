@@ -16,7 +16,16 @@ from db import proposals as props
 from db import repo, review
 from db.models import ModelVersion, Prediction, Product, TaxonomyNode
 from db.session import get_sessionmaker, transaction, upgrade
-from tests.app.helpers import CatalogueTree, node_id, node_ids
+from tests.app.helpers import (
+    RIGHT_CONFIDENCE,
+    WRONG_CONFIDENCE,
+    CatalogueTree,
+    Misplaced,
+    external_ids,
+    node_id,
+    node_ids,
+    slice_paths,
+)
 
 
 @pytest.fixture
@@ -43,34 +52,48 @@ def tree(app_slice) -> CatalogueTree:
 
 
 @pytest.fixture
-def with_predictions(app_env, tree):
-    """An active model predicting every product's label, except one product sent to another leaf."""
+def with_predictions(app_env, app_slice, tree) -> Misplaced:
+    """An active model predicting every product's label (read from the slice file) at 0.97 per level, except the
+    first product, sent to the first other leaf at 0.4 per level (stage 2) and shown without a photo."""
     by_path, leaves = node_ids(app_env), tree.leaves()
+    paths, ext = slice_paths(pd.read_parquet(app_slice)), external_ids(app_env)
+    first = min(ext)
+    wrong = Misplaced(first, ext[first], paths[ext[first]], next(p for p in leaves if p != paths[ext[first]]))
     with transaction(get_sessionmaker(app_env)) as s:
         version = preds.register_model_version(s, name="late-fusion", metrics={"hf1": 0.991}, params={}, artifact=None)
         preds.activate_model_version(s, version_id=version.id, actor="test")
-        eff = repo.effective_labels_subquery()
-        labelled = s.execute(
-            select(eff.c.product_id, TaxonomyNode.path).join(TaxonomyNode, TaxonomyNode.id == eff.c.node_id)
-        ).all()
-        out, wrong = [], labelled[0]
-        for pid, path in labelled:
-            target = next(p for p in leaves if p != path) if pid == wrong.product_id else path
-            parts = target.split(" > ")
+        out = []
+        for pid, external in ext.items():
+            parts = (wrong.predicted if pid == wrong.product_id else paths[external]).split(" > ")
             for level in range(1, len(parts) + 1):
-                conf = 0.4 if pid == wrong.product_id else 0.97
                 out.append(
                     {
                         "product_id": pid,
                         "level": level,
                         "node_id": by_path[" > ".join(parts[:level])],
-                        "confidence": conf,
+                        "confidence": WRONG_CONFIDENCE if pid == wrong.product_id else RIGHT_CONFIDENCE,
                         "stage": 2 if pid == wrong.product_id else 1,
                     }
                 )
         preds.replace_predictions(s, model_version_id=version.id, rows=out)
         s.get(Product, wrong.product_id).image_status = "none"  # one card without a photo
     return wrong
+
+
+@pytest.fixture
+def media_stores(monkeypatch) -> list:
+    """The in-memory media stores AppTest makes, one per run (what a download button's URL serves comes from it)."""
+    import streamlit.testing.v1.app_test as app_test
+
+    made = []
+
+    class Recorded(app_test.MemoryMediaFileStorage):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            made.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recorded)
+    return made
 
 
 def leaf_node(url: str, tree: CatalogueTree, path: str) -> dict:
@@ -167,7 +190,7 @@ def _predict_labels(s, model_version_id: int, node_ids_by_path: dict[str, int]) 
 
 @pytest.fixture
 def two_versions(app_env, with_predictions):
-    """Version #1 (archived) predicts one leaf wrong for every product of the first leaf; #2 (active) is right."""
+    """Version #1 (archived) is `with_predictions` (one product sent to another leaf); #2 (active) predicts every label."""
     by_path = node_ids(app_env)
     with transaction(get_sessionmaker(app_env)) as s:
         first = preds.active_model_version(s)

@@ -5,6 +5,8 @@ Expected values come from the slice file itself (`CatalogueTree`), never from th
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +24,29 @@ LEVELS = ("master_category", "sub_category", "article_type")  # the columns the 
 
 
 @dataclass(frozen=True)
+class Misplaced:
+    """The product the `with_predictions` fixture sends to another leaf: its label and that leaf (from the file)."""
+
+    product_id: int
+    external_id: str
+    label: str
+    predicted: str
+
+
+WRONG_CONFIDENCE, RIGHT_CONFIDENCE = 0.4, 0.97  # per level, in the `with_predictions` fixture
+
+
+def _names(cells) -> tuple[str, ...]:
+    """A row's category names, whitespace collapsed, empty levels dropped."""
+    return tuple(n for n in (" ".join(str(c).split()) for c in cells) if n)
+
+
+def slice_paths(frame) -> dict[str, str]:
+    """{external id: category path} of every product of a catalogue slice, read from the file."""
+    return {str(i): " > ".join(_names(cells)) for i, *cells in zip(frame["id"], *(frame[c] for c in LEVELS))}
+
+
+@dataclass(frozen=True)
 class CatalogueTree:
     """The category paths of a catalogue slice and how many products each holds (descendants included)."""
 
@@ -31,7 +56,7 @@ class CatalogueTree:
     def of(cls, frame) -> CatalogueTree:
         counts: Counter[tuple[str, ...]] = Counter()
         for cells in zip(*(frame[c] for c in LEVELS)):
-            names = tuple(n for n in (" ".join(str(c).split()) for c in cells) if n)
+            names = _names(cells)
             for depth in range(1, len(names) + 1):
                 counts[names[:depth]] += 1
         return cls(dict(counts))
@@ -47,6 +72,10 @@ class CatalogueTree:
         """Paths without sub-categories, in tree order."""
         inner = {p[:-1] for p in self.counts}
         return [" > ".join(p) for p in sorted(self.counts) if p not in inner]
+
+    def products_at(self, depth: int) -> int:
+        """How many products have a category at least `depth` levels deep."""
+        return sum(n for p, n in self.counts.items() if len(p) == depth)
 
 
 def run_page(name: str) -> AppTest:
@@ -85,3 +114,23 @@ def item_id(url: str, product_id: int) -> int:
 
 def chart_traces(at: AppTest) -> list[dict]:
     return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+
+
+def external_ids(url: str) -> dict[int, str]:
+    """{product id: external id} of every product in the database."""
+    with get_sessionmaker(url)() as s:
+        return dict(s.execute(select(Product.id, Product.external_id)).all())
+
+
+def served_csv(at: AppTest, storages: list, key: str) -> list[dict[str, str]]:
+    """Press the download button `key` and parse the bytes its URL serves after that run (as the browser downloads them).
+
+    `storages` lists the media stores of the runs (the `media_stores` fixture); the button's URL names a file
+    of the latest one.
+    """
+    at.download_button(key=key).click().run()
+    assert not at.exception, at.exception
+    button = at.download_button(key=key)
+    served = storages[-1].get_file(button.proto.url.rsplit("/", 1)[-1])
+    assert served.filename == "predictions.csv" and served.mimetype == "text/csv"
+    return list(csv.DictReader(io.StringIO(served.content.decode("utf-8"))))

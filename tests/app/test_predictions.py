@@ -1,8 +1,10 @@
-"""The Predictions page: the active model's placements, filtered and exported."""
+"""The Predictions page: the active model's placements, filtered, and the CSV its Export button serves."""
 
 from __future__ import annotations
 
-from tests.app.helpers import run_page
+import pandas as pd
+
+from tests.app.helpers import RIGHT_CONFIDENCE, WRONG_CONFIDENCE, run_page, served_csv, slice_paths
 
 
 def test_predictions_page_without_a_model_explains_what_to_do(app_env):
@@ -10,15 +12,41 @@ def test_predictions_page_without_a_model_explains_what_to_do(app_env):
     assert "No predictions yet" in at.info[0].value
 
 
-def test_predictions_page_filters_and_exports(with_predictions):
+def test_predictions_page_metrics_follow_the_agreement_and_confidence_filters(with_predictions, tree):
+    n = sum(tree.products(root) for root in tree.paths(1))  # every product of the slice, one of them misplaced
     at = run_page("predictions")
     assert "late-fusion" in at.caption[0].value
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Products"] == "80" and metrics["Agree with label"] == "98.8%"
+    assert metrics["Products"] == f"{n:,}" and metrics["Agree with label"] == f"{(n - 1) / n:.1%}"
+    assert metrics["Sent to stage 2"] == f"{1 / n:.1%}"
     at.selectbox(key="pred_agree").set_value("disagrees with label").run()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Products"] == "1" and metrics["Sent to stage 2"] == "100.0%"
+    assert metrics["Products"] == "1" and metrics["Sent to stage 2"] == "100.0%" and metrics["Agree with label"] == "0.0%"
     assert any("disagrees" in c.value for c in at.caption)
     at.selectbox(key="pred_agree").set_value("all").run()
+    at.slider(key="pred_range").set_value((0.5, 1.0)).run()  # 0.4 per level: the misplaced product falls below 0.5
+    assert {m.label: m.value for m in at.metric}["Products"] == f"{n - 1:,}"
+
+
+def test_predictions_export_button_serves_the_filtered_rows_as_csv(with_predictions, app_slice, media_stores):
+    wrong, paths = with_predictions, slice_paths(pd.read_parquet(app_slice))
+    at = run_page("predictions")
+    at.selectbox(key="pred_agree").set_value("disagrees with label").run()
+    (row,) = served_csv(at, media_stores, "pred_export")
+    depth = len(wrong.predicted.split(" > "))
+    assert (row["product_id"], row["external_id"]) == (str(wrong.product_id), wrong.external_id)
+    assert (row["label"], row["predicted"], row["stage"], row["agrees"]) == (wrong.label, wrong.predicted, "2", "False")
+    assert abs(float(row["confidence"]) - WRONG_CONFIDENCE**depth) < 1e-9  # the whole path: the product of its levels
+    assert [float(row[f"level_{k}"]) for k in range(1, depth + 1)] == [WRONG_CONFIDENCE] * depth
+
+    at.selectbox(key="pred_agree").set_value("all").run()
+    rows = served_csv(at, media_stores, "pred_export")
+    assert sorted(r["external_id"] for r in rows) == sorted(paths)
+    assert rows[0]["external_id"] == wrong.external_id  # least confident first: 0.4 per level against 0.97
+
     at.slider(key="pred_range").set_value((0.5, 1.0)).run()
-    assert {m.label: m.value for m in at.metric}["Products"] == "79"
+    rows = served_csv(at, media_stores, "pred_export")
+    assert sorted(r["external_id"] for r in rows) == sorted(set(paths) - {wrong.external_id})
+    assert all(r["label"] == r["predicted"] == paths[r["external_id"]] and r["agrees"] == "True" for r in rows)
+    depth = {e: len(p.split(" > ")) for e, p in paths.items()}
+    assert all(abs(float(r["confidence"]) - RIGHT_CONFIDENCE ** depth[r["external_id"]]) < 1e-9 for r in rows)

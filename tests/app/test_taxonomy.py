@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from sqlalchemy import select
 
 from db import repo
 from db.models import AuditEvent, TaxonomyNode
 from db.session import get_sessionmaker
-from tests.app.helpers import node_id, run_page
+from tests.app.helpers import external_ids, label_path, node_id, run_page, slice_paths
 
 
 def test_rename_with_confirmation_then_undo(app_env, tree):
@@ -55,7 +56,7 @@ def test_refused_action_shows_the_reason_and_changes_nothing(app_env, tree):
         assert s.get(TaxonomyNode, leaf_id).status == "active"
 
 
-def test_merge_moves_the_products(app_env, tree):
+def test_merge_moves_every_product_of_the_source_to_the_target(app_env, app_slice, tree):
     source, target = tree.leaves()[:2]
     source_id, target_id = node_id(app_env, source), node_id(app_env, target)
     at = run_page("taxonomy")
@@ -63,10 +64,14 @@ def test_merge_moves_the_products(app_env, tree):
     at.selectbox(key="merge_target").set_value(target_id).run()
     at.button(key="merge_btn").click().run()
     at.button(key="confirm_action").click().run()
-    with get_sessionmaker(app_env)() as s:
-        counts = repo.node_counts(s)
-    assert counts[target_id][0] == tree.products(source) + tree.products(target)
-    assert counts[source_id] == (0, 0)
+    assert not at.exception, at.exception
+    paths = slice_paths(pd.read_parquet(app_slice))  # every product's category before the merge, from the file
+    now = {ext: label_path(app_env, pid)[0] for pid, ext in external_ids(app_env).items()}
+    moved = sorted(e for e, p in paths.items() if p in (source, target))
+    assert len(moved) == tree.products(source) + tree.products(target)
+    assert sorted(e for e, p in now.items() if p == target) == moved
+    assert [e for e, p in now.items() if p == source] == []
+    assert {e: p for e, p in now.items() if e not in moved} == {e: p for e, p in paths.items() if e not in moved}
 
 
 def test_product_grid_shows_the_node_products(app_env, tree):

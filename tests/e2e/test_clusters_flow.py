@@ -9,20 +9,19 @@ from db import proposals as props
 from db import repo
 from db.session import get_sessionmaker, transaction
 from tests.e2e.conftest import screenshot
-from tests.e2e.test_taxonomy_flow import busy_done
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
-def test_rename_then_accept_a_proposal(page, app_url, app_db):
-    factory = get_sessionmaker(app_db)
-    with transaction(factory) as s:
-        node = max((r for r in repo.taxonomy_rows(s) if r["children"] == 0), key=lambda r: r["products"])
-        products, _ = repo.products_in_node(s, node_id=node["id"], limit=6)
+def propose_two_clusters(app_db, leaf: str) -> list[int]:
+    """Two open proposals of three products each under `leaf`; returns the six product ids (first cluster first)."""
+    with transaction(get_sessionmaker(app_db)) as s:
+        node = repo.node_by_path(s, leaf)
+        products, _ = repo.products_in_node(s, node_id=node.id, limit=6)
         ids = [p.id for p in products]
         props.replace_open_proposals(
             s,
-            parent_node_id=node["id"],
+            parent_node_id=node.id,
             run_key="e2e",
             clusters=[
                 {
@@ -41,28 +40,40 @@ def test_rename_then_accept_a_proposal(page, app_url, app_db):
                 },
             ],
         )
-    page.goto(f"{app_url}/clusters")
+    assert len(ids) == 6
+    return ids
+
+
+def test_rename_then_accept_a_proposal_and_find_it_on_taxonomy(app_page, app_db, app_tree):
+    page = app_page.page
+    leaf = max(app_tree.leaves(), key=app_tree.products)  # the biggest leaf of the test's own slice
+    ids = propose_two_clusters(app_db, leaf)
+    created = f"{leaf} > Canvas Sneakers"
+
+    app_page.open("clusters")
     expect(page.get_by_role("heading", name="Clusters")).to_be_visible()
-    busy_done(page)
     name_box = page.get_by_label("Name", exact=True)
     name_box.fill("Canvas Sneakers")
-    name_box.press("Enter")
-    busy_done(page)
-    page.get_by_role("button", name="Rename").click()
-    busy_done(page)
-    page.get_by_role("button", name="Accept…").click()
-    expect(page.get_by_text(f"Create '{node['path']} > Canvas Sneakers' with 3 products?")).to_be_visible()
-    page.get_by_role("button", name="Confirm").click()
+    with app_page.rerun():
+        name_box.press("Enter")
+    with app_page.rerun():
+        page.get_by_role("button", name="Rename").click()
+    with app_page.rerun():
+        page.get_by_role("button", name="Accept…").click()
+    expect(page.get_by_text(f"Create '{created}' with 3 products?")).to_be_visible()
+    with app_page.rerun():
+        page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_text("Done: Create")).to_be_visible()
-    busy_done(page)
     screenshot(page, "clusters_after_accept")
-    page.get_by_role("link", name="Taxonomy").click()
-    busy_done(page)
+    with get_sessionmaker(app_db)() as s:
+        node = repo.node_by_path(s, created)
+        assert node is not None, f"no category {created!r} after Confirm"
+        assert [repo.product_label(s, i)[0].id for i in ids] == [node.id] * 3 + [repo.node_by_path(s, leaf).id] * 3
+
+    with app_page.rerun():
+        page.get_by_role("link", name="Taxonomy").click()
     page.get_by_label("Search categories").fill("Canvas Sneakers")
-    page.get_by_label("Search categories").press("Enter")
-    busy_done(page)
-    expect(page.get_by_role("combobox", name="Category")).to_have_value(f"{node['path']} > Canvas Sneakers (3)")
+    with app_page.rerun():
+        page.get_by_label("Search categories").press("Enter")
+    expect(page.get_by_role("combobox", name="Category")).to_have_value(f"{created} (3)")
     screenshot(page, "taxonomy_after_accept")
-    with factory() as s:
-        created = repo.node_by_path(s, f"{node['path']} > Canvas Sneakers")
-        assert created is not None and [repo.product_label(s, i)[0].id for i in ids[:3]] == [created.id] * 3
