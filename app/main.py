@@ -22,6 +22,7 @@ PAGES = [
     st.Page(ROOT / "pages" / "clusters.py", title="Clusters", icon=":material/scatter_plot:"),
     st.Page(ROOT / "pages" / "review.py", title="Review", icon=":material/fact_check:"),
     st.Page(ROOT / "pages" / "models.py", title="Models", icon=":material/model_training:"),
+    st.Page(ROOT / "pages" / "import_page.py", title="Import", icon=":material/upload_file:", url_path="import"),
 ]
 navigation = st.navigation(PAGES)
 sidebar()

@@ -2,7 +2,8 @@
 the browser session that asked for it); `run_job` executes it, writing progress and log lines to the
 jobs table, and records success or the error.
 
-Kinds: "retrain" (`core.steps.retrain.retrain`) and "review" (`core.steps.review.run_review`). The process runs
+Kinds: "retrain" (`core.steps.retrain.retrain`), "review" (`core.steps.review.run_review`) and "import" (the Import
+page's file: `core.steps.import_job.run_import`, ingest + embed + predict). The process runs
 with this interpreter (`sys.executable`) in the repository; the project is installed (`pip install -e .`), so
 it needs no PYTHONPATH.
 """
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from core.config import REPO_ROOT, data_dir
+from core.steps.import_job import run_import
 from core.steps.retrain import retrain
 from core.steps.review import run_review
 from db import jobs
 from db.session import get_sessionmaker, transaction
 
-KINDS = ("retrain", "review")
+KINDS = ("retrain", "review", "import")
 
 
 def start(db_url: str, *, kind: str, actor: str, params: dict[str, Any] | None = None, spawn: bool = True) -> int:
@@ -91,6 +93,7 @@ class _Reporter:
 STAGES = {
     "retrain": {"embed": (0.0, 0.1), "train": (0.1, 0.9), "predict": (0.9, 1.0)},
     "review": {"embed": (0.0, 0.15), "out-of-fold": (0.15, 1.0)},
+    "import": {"ingest": (0.0, 0.2), "embed": (0.2, 0.8), "predict": (0.8, 1.0)},
 }
 
 
@@ -142,7 +145,21 @@ def _review(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, 
     return {"queued": run_review(db_url, progress=progress, log=log)}
 
 
-RUNNERS: dict[str, Callable[..., Any]] = {"retrain": _retrain, "review": _review}
+def _import(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
+    return run_import(
+        db_url,
+        file=params["file"],
+        platform=params["platform"],
+        mapping=params["mapping"],
+        images_root=params.get("images_root"),
+        name=params.get("name"),
+        actor=params.get("actor") or "import",
+        progress=progress,
+        log=log,
+    )
+
+
+RUNNERS: dict[str, Callable[..., Any]] = {"retrain": _retrain, "review": _review, "import": _import}
 
 
 def job_log_file(job_id: int) -> Path:

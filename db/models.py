@@ -54,6 +54,7 @@ class Platform(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     root: Mapped[str | None] = mapped_column(Text)  # folder image paths are relative to
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    column_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # its files' columns, remembered (db/platforms.py)
 
 
 class Product(Base):
