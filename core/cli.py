@@ -18,6 +18,7 @@ from core.bench import discovery as discovery_bench
 from core.bench import retrain as retrain_bench
 from core.bench import review as review_bench
 from core.bench.evaluate import evaluate, markdown_table
+from core.classify.bundle import NotEnoughData
 from core.data.ingest import ColumnMap, IngestError
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.encoders import DEFAULT_ENCODERS
@@ -360,4 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         args.db = config.database_url()
     if args.command != "db":
         upgrade(args.db)  # idempotent: every step runs on the current schema
-    return args.func(args)
+    try:
+        return args.func(args)
+    except NotEnoughData as exc:  # too little to train on: what there is and what is needed, not a traceback
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
