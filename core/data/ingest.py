@@ -95,6 +95,7 @@ class IngestReport:
     images_checked: int = 0
     image_status: dict[str, int] = field(default_factory=dict)
     image_problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class IngestReport:
             f"{self.file}: {self.rows} rows -> {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged"
             f" products; {self.labels_added} labels added, {self.labels_changed} changed; {self.nodes_created}"
             f" categories created; images {self.image_status} ({self.images_checked} checked) in {self.seconds:.1f}s"
-        )
+        ) + "".join(f"\nnote: {note}" for note in self.notes)
 
 
 def find_catalog_file(catalog: str | Path) -> Path:
