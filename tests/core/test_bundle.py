@@ -111,8 +111,11 @@ def test_a_saved_bundle_of_each_shape_loads_and_predicts_the_same(tmp_path):
         bundle, _ = fit(cat, feats, tmp_path / f"c{text}{photos}")
         before = bundle.predict(cat, feats).prediction.nodes
         loaded = ModelBundle.load(bundle.save(tmp_path / f"v{text}{photos}"))
-        fresh = Features(feats.product_ids, {m: feats.blocks[m] for m in ("title", "image") if m in feats.blocks},
-                         {m: feats.masks[m] for m in ("title", "image") if m in feats.masks})
+        fresh = Features(
+            feats.product_ids,
+            {m: feats.blocks[m] for m in ("title", "image") if m in feats.blocks},
+            {m: feats.masks[m] for m in ("title", "image") if m in feats.masks},
+        )
         assert np.array_equal(loaded.predict(cat, fresh).prediction.nodes, before)
         assert loaded.manifest.members == bundle.manifest.members
 
