@@ -88,7 +88,7 @@ def product_grid(cards: list[dict[str, Any]], *, columns: int = 6) -> None:
         cols = st.columns(columns)
         for col, card in zip(cols, cards[start : start + columns]):
             with col:
-                if card["image_status"] in ("ok", "remote") and card["image"]:
+                if card["image_status"] == "ok" and card["image"]:  # remote URLs: only once fetched (ingest --fetch-images)
                     st.image(card["image"], width="stretch")
                 else:
                     st.caption(f"no photo ({card['image_status']})")

@@ -18,6 +18,8 @@ from core.bench import discovery as discovery_bench
 from core.bench import retrain as retrain_bench
 from core.bench import review as review_bench
 from core.bench.evaluate import evaluate, markdown_table
+from core.classify.bundle import NotEnoughData
+from core.data import fashion_mnist
 from core.data.ingest import ColumnMap, IngestError
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.encoders import DEFAULT_ENCODERS
@@ -60,6 +62,8 @@ def _tqdm_progress():
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.fashion_mnist:
+        return _ingest_fashion_mnist(args)
     try:
         report = ingest(
             args.catalog,
@@ -69,6 +73,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             limit=args.limit,
             images_root=args.images_root,
             actor=args.actor,
+            fetch_images=args.fetch_images,
             progress=_tqdm_progress(),
         )
     except IngestError as exc:
@@ -81,6 +86,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"  ... {len(report.image_problems) - 20} more image problems (see --json)")
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def _ingest_fashion_mnist(args: argparse.Namespace) -> int:
+    """Fashion-MNIST's IDX files -> PNGs and products.parquet under the data folder -> ingest as platform zalando."""
+    folder = config.data_dir() / "fashion-mnist"
+    try:
+        parquet = fashion_mnist.write_catalogue(
+            folder, root=Path(args.fashion_mnist_dir), limit=args.limit, progress=_tqdm_progress()
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"ingest --fashion-mnist: {exc}", file=sys.stderr)
+        return 2
+    platform = args.platform if args.platform != config.default_platform() else fashion_mnist.PLATFORM
+    report = ingest(
+        parquet, platform=platform, db_url=args.db, mapping=fashion_mnist.MAPPING, actor=args.actor, progress=_tqdm_progress()
+    )
+    print(report.summary())
     return 0
 
 
@@ -262,14 +285,21 @@ def _catalogue_commands(sub) -> None:
         help="column mapping, e.g. --map id=sku --map path=category --map levels=l1,l2,l3",
     )
     ing.add_argument("--images-root", default=None, help="folder image paths are relative to")
+    ing.add_argument(
+        "--fetch-images",
+        action="store_true",
+        help="download photos given as http(s) URLs (10 MB, 10 s and image types only; resumable; kept under the data folder)",
+    )
+    ing.add_argument(
+        "--fashion-mnist", action="store_true", help="ingest Fashion-MNIST (70,000 photos, 10 classes) as platform zalando"
+    )
+    ing.add_argument("--fashion-mnist-dir", default=str(fashion_mnist.DEFAULT_DIR), help="its IDX files (default: %(default)s)")
     ing.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
     ing.add_argument("--json", action="store_true", help="also print the full report as JSON")
     ing.set_defaults(func=cmd_ingest)
 
     emb = sub.add_parser("embed", help="embed product texts and photos (cached by content)")
-    emb.add_argument(
-        "--text", default=None, help=f"text encoder (default: the recorded choice, else {DEFAULT_ENCODERS['text']})"
-    )
+    emb.add_argument("--text", default=None, help=f"text encoder (default: the recorded choice, else {DEFAULT_ENCODERS['text']})")
     emb.add_argument(
         "--image",
         default=None,
@@ -360,4 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         args.db = config.database_url()
     if args.command != "db":
         upgrade(args.db)  # idempotent: every step runs on the current schema
-    return args.func(args)
+    try:
+        return args.func(args)
+    except NotEnoughData as exc:  # too little to train on: what there is and what is needed, not a traceback
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2

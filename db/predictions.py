@@ -129,7 +129,7 @@ def prediction_table(session: Session, *, model_version_id: int) -> list[dict[st
                 "external_id": r.external_id,
                 "platform": r.name,
                 "title": r.title,
-                "image": image_location(r.root, r.image) if r.image_status in ("ok", "remote") else None,
+                "image": image_location(r.root, r.image) if r.image_status == "ok" else None,
                 "label": r.label_path,
                 "stage": r.stage,
                 "confidence": 1.0,

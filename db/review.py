@@ -109,7 +109,7 @@ def _queue_row(session: Session, r) -> dict[str, Any]:
         "platform": r.platform,
         "title": r.title,
         "description": " ".join((r.description or "").split())[:280],
-        "image": image_location(r.root, r.image) if r.image_status in ("ok", "remote") else None,
+        "image": image_location(r.root, r.image) if r.image_status == "ok" else None,
         "label": r.label_path,
         "label_id": r.label_id,
         "label_changed": r.label_id != item.label_node_id,  # relabelled elsewhere since scoring

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.classify.bundle import ModelBundle
+from core.classify.bundle import ModelBundle, Plan, plan_for
 from core.classify.models import (
     FUSION_MODALITIES,
     MODELS,
@@ -178,12 +178,31 @@ def fit_production_bundle(cat: Catalogue, feats: Features, split: Split, *, seed
     return bundle, own
 
 
-def fit_learnt_blocks(cat: Catalogue, feats: Features, split: Split, *, seed: int) -> LearntBlocks:
-    """Fit the joint aligner, the TF-IDF projection and the TF-IDF SVM on split.fit; adds their blocks to `feats`."""
-    aligner, joint_s = _timed(add_joint, feats, split.fit, seed=seed)
-    projector, tfidf_s = _timed(add_tfidf, feats, cat.titles, split.fit, seed=seed)
-    svm, svm_s = _timed(add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
+def fit_learnt_blocks(cat: Catalogue, feats: Features, split: Split, plan: Plan, *, seed: int) -> LearntBlocks:
+    """Fit what the catalogue's modalities allow (`plan`) on split.fit: the joint aligner (title-photo pairs), the
+    TF-IDF projection and the TF-IDF SVM (text); adds their blocks to `feats`. A part not fitted is None (0 s)."""
+    aligner, joint_s = _timed(add_joint, feats, split.fit, seed=seed) if plan.joint else (None, 0.0)
+    projector, tfidf_s = _timed(add_tfidf, feats, cat.titles, split.fit, seed=seed) if plan.text else (None, 0.0)
+    svm, svm_s = (
+        _timed(add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=seed)
+        if plan.text
+        else (None, 0.0)
+    )
     return LearntBlocks(aligner, projector, svm, {"joint": joint_s, "tfidf": tfidf_s, "svm": svm_s})
+
+
+def runnable_specs(specs, feats: Features, plan: Plan) -> tuple[list, dict[str, str]]:
+    """The specs whose input blocks the catalogue has; ({name: why} for the others)."""
+    keep, skipped = [], {}
+    for spec in specs:
+        missing = [m for m in spec.modalities if m not in feats.blocks]
+        if spec.images_only and not plan.image:
+            missing.append("photos")
+        if missing:
+            skipped[spec.name] = f"no {', '.join(missing)} in this catalogue"
+        else:
+            keep.append(spec)
+    return keep, skipped
 
 
 def evaluate_models(
@@ -219,7 +238,7 @@ def evaluate_stacked(models: dict, svm, feats: Features, labels: list, split: Sp
 
 
 def speed_encoders(
-    feats: Features, *, text_encoder: str = DEFAULT_ENCODERS["text"], image_encoder: str = DEFAULT_ENCODERS["image"]
+    feats: Features, *, text_encoder: str = DEFAULT_ENCODERS["text"], image_encoder: str | None = DEFAULT_ENCODERS["image"]
 ) -> dict[str, str]:
     """{"text": name, "image": name} for `end_to_end_speed`, checked against the encoders `feats` was embedded with.
 
@@ -228,6 +247,8 @@ def speed_encoders(
             be timed on vectors of another encoder).
     """
     for modality, block, name in (("text", "title", text_encoder), ("image", "image", image_encoder)):
+        if name is None:  # `embed --image none`: no photos to time
+            continue
         recorded, wanted = feats.encoder_ids.get(block), get_encoder(name).id
         if recorded is not None and recorded != wanted:
             raise ValueError(
@@ -258,7 +279,7 @@ def evaluate(
     specs=MODELS,
     progress=None,
     text_encoder: str = DEFAULT_ENCODERS["text"],
-    image_encoder: str = DEFAULT_ENCODERS["image"],
+    image_encoder: str | None = DEFAULT_ENCODERS["image"],
     train_options: dict | None = None,
 ) -> dict[str, Any]:
     """The whole comparison on the hash split of model versions; see the module docstring.
@@ -280,17 +301,24 @@ def evaluate(
     labels = cat.labels
     split = fixed_split(cat, seed=seed)
     tree = TaxonomyTree.from_paths(labels)
-    learnt = fit_learnt_blocks(cat, feats, split, seed=seed)
-    rows = evaluate_baseline(cat, feats, labels, split, tree)
+    plan = plan_for(cat, feats, split)
+    learnt = fit_learnt_blocks(cat, feats, split, plan, seed=seed)
+    specs, skipped = runnable_specs(specs, feats, plan)
+    rows = evaluate_baseline(cat, feats, labels, split, tree) if plan.text else []
     total = len(specs) + 2
     spec_rows, models = evaluate_models(
         specs, feats, labels, split, tree, seed=seed, device=device, progress=progress, total=total, **(train_options or {})
     )
     rows += spec_rows
-    rows += evaluate_stacked(models, learnt.svm, feats, labels, split, tree, rows, svm_s=learnt.seconds["svm"])
+    if plan.text:
+        rows += evaluate_stacked(models, learnt.svm, feats, labels, split, tree, rows, svm_s=learnt.seconds["svm"])
     bundle, bundle_feats = fit_production_bundle(cat, feats, split, seed=seed, device=device, encoders=encoders)
     cascade_rows, cascade = evaluate_cascade(bundle, bundle_feats, labels, split, tree)
     rows += cascade_rows
+    cascade["skipped_models"] = skipped
+    cascade["modalities"] = plan.describe()
+    if not plan.stage2_inputs:  # one modality: nothing to route, no end-to-end comparison to make
+        return _finish(rows, cascade, learnt, cat, feats, split, seed, progress, total)
     cascade["end_to_end"] = end_to_end_speed(
         cat,
         _speed_sample(feats, split, seed),
@@ -303,6 +331,10 @@ def evaluate(
         text_encoder=encoders["text"],
         image_encoder=encoders["image"],
     )
+    return _finish(rows, cascade, learnt, cat, feats, split, seed, progress, total)
+
+
+def _finish(rows, cascade, learnt: LearntBlocks, cat, feats, split, seed: int, progress, total: int) -> dict:
     if progress:
         progress("evaluate", total, total)
     return _result(rows, cascade, learnt, cat, feats, split, seed)
@@ -370,7 +402,7 @@ def end_to_end_speed(
     threshold: float,
     device=None,
     text_encoder: str = DEFAULT_ENCODERS["text"],
-    image_encoder: str = DEFAULT_ENCODERS["image"],
+    image_encoder: str | None = DEFAULT_ENCODERS["image"],
 ) -> dict:
     """Wall time from raw title/description/photo to a path for `rows`, embeddings computed fresh (no cache).
 

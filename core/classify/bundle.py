@@ -26,10 +26,11 @@ import numpy as np
 
 from core.classify.cascade import CascadeResult, TwoStageCascade, choose_threshold, threshold_sweep
 from core.classify.compare import node_f1
+from core.classify.estimator import HierarchicalClassifier
 from core.classify.models import (
-    CASCADE_INPUTS,
-    MODELS,
     STACKED,
+    TEXT_MODALITIES,
+    ModelSpec,
     add_joint,
     add_svm,
     add_tfidf,
@@ -75,6 +76,87 @@ MEMBERS: dict[str, Member] = {
     "stage1": Member(StackedFusion, "stage1", takes_device=True),
     "stage2": Member(StackedFusion, "stage2", takes_device=True),
 }
+# a stage without text has no SVM to stack with: it is the neural model itself
+NEURAL_STAGE = {"stage1": Member(HierarchicalClassifier, "stage1", takes_device=True),
+                "stage2": Member(HierarchicalClassifier, "stage2", takes_device=True)}
+MIN_PHOTOS = 10  # photos among the fit rows for an image model
+MIN_PAIRS = 50  # title-photo pairs among the fit rows for the joint (title-photo) aligner
+MIN_LABELLED = 20
+MIN_PER_LEAF_HINT = 5
+
+
+class NotEnoughData(ValueError):
+    """Training refused: too few labelled products or categories (the message says how many and what is needed)."""
+
+
+@dataclass
+class Plan:
+    """Which modalities a catalogue offers and so which members a bundle fits; `skipped` says what was left out, why."""
+
+    text: bool
+    image: bool
+    joint: bool
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stage1_inputs(self) -> tuple[str, ...]:
+        return TEXT_MODALITIES if self.text else ("image",)
+
+    @property
+    def stage2_inputs(self) -> tuple[str, ...] | None:
+        """The multimodal stage's blocks, or None when one modality is all there is (a single-stage cascade)."""
+        if not (self.text and self.image):
+            return None
+        return (*TEXT_MODALITIES, "image", *(("joint",) if self.joint else ()))
+
+    @property
+    def feature_keys(self) -> list[str]:
+        keys = [*self.stage1_inputs, *(self.stage2_inputs or ())]
+        return [*dict.fromkeys(keys), *(("svm",) if self.text else ())]
+
+    def describe(self) -> str:
+        used = [m for m, on in (("text", self.text), ("photos", self.image), ("joint", self.joint)) if on]
+        stages = "two stages" if self.stage2_inputs else "one stage"
+        notes = "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
+        return f"modalities: {', '.join(used)} ({stages})" + (f"; skipped {notes}" if notes else "")
+
+
+def plan_for(cat: Catalogue, feats: Features, split: Split) -> Plan:
+    """What `cat` offers: text (non-empty titles), photos (at least MIN_PHOTOS in the fit rows), title-photo pairs."""
+    n_text = sum(1 for i in split.fit if cat.titles[i].strip())
+    photos = feats.masks["image"][split.fit] if "image" in feats.masks else np.zeros(len(split.fit), bool)
+    n_photos = int(photos.sum())
+    text, image = n_text > 0 and "title" in feats.blocks, n_photos >= MIN_PHOTOS
+    skipped = {}
+    if not text:
+        skipped["text"] = "no product has a title: text model, TF-IDF and SVM left out"
+    if "image" not in feats.blocks:
+        skipped["image"] = "no image encoder chosen (embed --image none)"
+    elif not image:
+        skipped["image"] = f"{n_photos} products with a readable photo among the fit rows (at least {MIN_PHOTOS} needed)"
+    pairs = sum(1 for i, ok in zip(split.fit, photos) if ok and cat.titles[i].strip())
+    joint = text and image and pairs >= MIN_PAIRS
+    if text and image and not joint:
+        skipped["joint"] = f"{pairs} title-photo pairs among the fit rows (at least {MIN_PAIRS} needed for the aligner)"
+    return Plan(text=text, image=image, joint=joint, skipped=skipped)
+
+
+def check_enough(cat: Catalogue) -> None:
+    """Refuse clearly when `cat` (labelled products) is too small to train on."""
+    leaves = {tuple(p) for p in cat.labels}
+    problems = []
+    if len(cat) < MIN_LABELLED:
+        problems.append(f"{len(cat)} labelled products (at least {MIN_LABELLED} needed)")
+    if len(leaves) < 2:
+        problems.append(f"{len(leaves)} category in use (at least 2 needed: there is nothing to choose between)")
+    if not any(t.strip() for t in cat.titles) and not any(cat.images):
+        problems.append("no product has a title or a photo")
+    if problems:
+        raise NotEnoughData(
+            "not enough data to train: " + "; ".join(problems)
+            + f". Ingest more labelled products (a few per category, {MIN_PER_LEAF_HINT}+ is a useful minimum) "
+            "or map a platform's categories onto the master taxonomy."
+        )
 
 
 @dataclass
@@ -98,6 +180,8 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     train_s: float = 0.0
     step_s: dict[str, float] = field(default_factory=dict)
+    modalities: dict[str, Any] = field(default_factory=lambda: {"text": True, "image": True, "joint": True, "skipped": {}})
+    members: dict[str, str] = field(default_factory=lambda: dict.fromkeys(MEMBERS, "stacked"))
     format: int = FORMAT
 
     def params(self) -> dict[str, Any]:
@@ -110,7 +194,7 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known.setdefault("encoder_choice", {"text": "minilm", "image": "efficientnet-lite0"})
-        known.setdefault("feature_keys", list(CASCADE_INPUTS))
+        known.setdefault("feature_keys", ["title", "tfidf", "image", "joint", "svm"])
         return cls(**known)
 
 
@@ -153,11 +237,13 @@ class ModelBundle:
         seed: seeds the split, every member's fit and the cascade threshold choice.
         device: torch device of the neural members (None: CUDA when available).
         cache_dir: where label-free parts fitted on the same products are reused from (default data/models/cache).
+        train_options: overrides of `core.classify.models.TRAIN_OPTIONS` for the neural stages.
     """
 
-    def __init__(self, *, seed: int = 0, device=None, cache_dir: Path | None = None):
+    def __init__(self, *, seed: int = 0, device=None, cache_dir: Path | None = None, train_options: dict | None = None):
         self.seed, self.device = seed, device
         self.cache_dir = cache_dir
+        self.train_options = dict(train_options or {})
         self.members: dict[str, Any] = {}
         self.manifest: Manifest | None = None
 
@@ -173,37 +259,47 @@ class ModelBundle:
         progress: Progress | None = None,
         log: Log = print,
     ) -> ModelBundle:
-        """Fit every member on `cat` (labelled products) and `feats` (its embeddings, blocks "title", "image").
+        """Fit every member the catalogue's modalities allow (`plan_for`) on `cat` (labelled products) and `feats`
+        (its embeddings: "title", and "image" where photos exist).
 
-        Adds the blocks "tfidf", "joint" and "svm" to `feats`. The threshold is chosen on `split.calib`, the
-        metrics measured on `split.test` (default `fixed_split`, the same products for every version).
+        Adds the blocks "tfidf", "joint" and "svm" to `feats` where fitted. The threshold is chosen on
+        `split.calib`, the metrics measured on `split.test` (default `fixed_split`, the same products for every
+        version). Raises `NotEnoughData` when `cat` is too small.
         """
+        check_enough(cat)
         steps = _Steps(progress, log)
         steps("features")  # `feats` come ready-made; the caller records how long embedding took
         started = time.perf_counter()
         split = split if split is not None else fixed_split(cat, seed=self.seed)
         tree = TaxonomyTree.from_paths(cat.labels)
-        self._fit_label_free(cat, feats, split, steps=steps, log=log)
-        self._fit_stages(cat, feats, split, tree)
+        plan = plan_for(cat, feats, split)
+        log(plan.describe())
+        self._fit_label_free(cat, feats, split, plan, steps=steps, log=log)
+        self._fit_stages(cat, feats, split, tree, plan)
         steps("svm and stage-1 and stage-2 models")
-        metrics, threshold = self._evaluate(feats, cat.labels, split, tree)
+        metrics, threshold = self._evaluate(feats, cat.labels, split, tree, plan)
         steps("evaluation")
-        s1, s2 = self.members["stage1"], self.members["stage2"]
-        self.manifest = Manifest(
+        self.manifest = self._manifest(cat, feats, split, plan, encoder_choice, threshold, metrics)
+        self.manifest.train_s, self.manifest.step_s = round(time.perf_counter() - started, 1), steps.timings
+        return self
+
+    def _manifest(self, cat, feats, split, plan: Plan, encoder_choice, threshold: float, metrics) -> Manifest:
+        stacking = {n: [m.temperature, m.alpha] for n, m in self.members.items() if isinstance(m, StackedFusion)}
+        return Manifest(
             encoders=dict(feats.encoder_ids),
             encoder_choice=dict(encoder_choice),
-            feature_keys=list(CASCADE_INPUTS),
+            feature_keys=plan.feature_keys,
             threshold=threshold,
             data_key=data_key(cat, feats.encoder_ids),
             seed=self.seed,
             n_fit=len(split.fit),
             n_test=len(split.test),
-            stacking={"stage1": [s1.temperature, s1.alpha], "stage2": [s2.temperature, s2.alpha]},
+            stacking=stacking,
             metrics=metrics,
-            train_s=round(time.perf_counter() - started, 1),
-            step_s=steps.timings,
+            modalities={"text": plan.text, "image": plan.image, "joint": plan.joint, "skipped": plan.skipped},
+            members={n: ("stacked" if isinstance(m, StackedFusion) else "neural") if n.startswith("stage") else "part"
+                     for n, m in self.members.items()},
         )
-        return self
 
     def _cached(self, kind: str, key: str, fit: Callable[[], Any], member: str, log: Log) -> Any:
         """A label-free part fitted on the same products before (from the cache folder), or fit and store it."""
@@ -217,64 +313,79 @@ class ModelBundle:
         (folder / "done").write_text("ok")
         return part
 
-    def _fit_label_free(self, cat: Catalogue, feats: Features, split: Split, *, steps: _Steps, log: Log) -> None:
-        """The TF-IDF projection and the title-photo aligner, fitted on split.fit (or reused); adds "tfidf", "joint"."""
-        fit_titles = [cat.titles[i] for i in split.fit]
-        self.members["projector"] = self._cached(
-            "tfidf",
-            content_key(fit_titles, self.seed),
-            lambda: add_tfidf(feats, cat.titles, split.fit, seed=self.seed),
-            "projector",
-            log,
-        )
+    def _fit_label_free(self, cat: Catalogue, feats: Features, split: Split, plan: Plan, *, steps: _Steps, log: Log) -> None:
+        """The TF-IDF projection (with text) and the title-photo aligner (with enough pairs), fitted on split.fit
+        (or reused); adds the blocks "tfidf" and "joint"."""
+        if plan.text:
+            fit_titles = [cat.titles[i] for i in split.fit]
+            self.members["projector"] = self._cached(
+                "tfidf",
+                content_key(fit_titles, self.seed),
+                lambda: add_tfidf(feats, cat.titles, split.fit, seed=self.seed),
+                "projector",
+                log,
+            )
         steps("tfidf projection")
-        with_photo = split.fit[feats.masks["image"][split.fit]]
-        self.members["aligner"] = self._cached(
-            "joint",
-            content_key(feats.encoder_ids, feats.blocks["title"][with_photo], feats.blocks["image"][with_photo], self.seed),
-            lambda: add_joint(feats, split.fit, seed=self.seed),
-            "aligner",
-            log,
-        )
+        if plan.joint:
+            with_photo = split.fit[feats.masks["image"][split.fit]]
+            self.members["aligner"] = self._cached(
+                "joint",
+                content_key(feats.encoder_ids, feats.blocks["title"][with_photo], feats.blocks["image"][with_photo], self.seed),
+                lambda: add_joint(feats, split.fit, seed=self.seed),
+                "aligner",
+                log,
+            )
         self._add_label_free_blocks(cat, feats)
         steps("title-photo aligner")
 
     def _add_label_free_blocks(self, cat: Catalogue, feats: Features) -> None:
-        projector, aligner = self.members["projector"], self.members["aligner"]
-        feats.blocks["tfidf"], feats.masks["tfidf"] = projector.transform(cat.titles), np.ones(len(cat), bool)
-        joint = aligner.joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
-        feats.blocks["joint"], feats.masks["joint"] = joint.astype(np.float32), np.ones(len(cat), bool)
+        if "projector" in self.members:
+            feats.blocks["tfidf"] = self.members["projector"].transform(cat.titles)
+            feats.masks["tfidf"] = np.ones(len(cat), bool)
+        if "aligner" in self.members:
+            joint = self.members["aligner"].joint(feats.blocks["title"], feats.blocks["image"], feats.masks["image"])
+            feats.blocks["joint"], feats.masks["joint"] = joint.astype(np.float32), np.ones(len(cat), bool)
 
-    def _fit_stages(self, cat: Catalogue, feats: Features, split: Split, tree: TaxonomyTree) -> None:
-        """The SVM (adds block "svm") and the two neural models, each stacked with it on split.calib.
+    def _fit_stages(self, cat: Catalogue, feats: Features, split: Split, tree: TaxonomyTree, plan: Plan) -> None:
+        """The SVM (with text; adds block "svm") and the neural stages, each stacked with the SVM on split.calib.
 
         The SVM (one liblinear thread) and the neural models (one torch thread each; initialisation and dropout
         seeded per model, see core.classify.fusion.seed_dropout) are independent: they train side by side.
         """
-        specs = {spec.name: spec for spec in MODELS}
+        specs = [ModelSpec(STAGE1 if plan.text else "image-only", "late", plan.stage1_inputs)]
+        if plan.stage2_inputs:
+            specs.append(ModelSpec(STAGE2, "late", plan.stage2_inputs))
         with ThreadPoolExecutor(3) as pool:
             svm_job = pool.submit(
                 add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=self.seed
-            )
+            ) if plan.text else None
             jobs = [
-                pool.submit(fit_model, specs[name], feats, cat.labels, split.fit, tree=tree, seed=self.seed, device=self.device)
-                for name in (STAGE1, STAGE2)
+                pool.submit(
+                    fit_model, spec, feats, cat.labels, split.fit, tree=tree, seed=self.seed, device=self.device,
+                    **self.train_options,
+                )
+                for spec in specs
             ]
-            svm = svm_job.result()
-            neural1, neural2 = (job.result() for job in jobs)
-        self.members["svm"] = svm
-        self.members["stage1"] = stack_model(neural1, svm, feats, cat.labels, split.calib)
-        self.members["stage2"] = stack_model(neural2, svm, feats, cat.labels, split.calib)
+            svm = svm_job.result() if svm_job else None
+            neural = [job.result() for job in jobs]
+        if svm is not None:
+            self.members["svm"] = svm
+        for name, model in zip(("stage1", "stage2"), neural):
+            self.members[name] = stack_model(model, svm, feats, cat.labels, split.calib) if svm is not None else model
 
-    def _evaluate(self, feats: Features, labels: list, split: Split, tree: TaxonomyTree) -> tuple[dict[str, Any], float]:
-        """Threshold chosen on split.calib; hF1, per-level scores and per-leaf F1 of the cascade on split.test."""
-        stage1, stage2 = self.members["stage1"], self.members["stage2"]
-        X, masks = inputs(feats, CASCADE_INPUTS, split.calib)
-        sweep = threshold_sweep(stage1, stage2, X, tree.encode([labels[i] for i in split.calib]), masks=masks)
-        self.threshold_choice_ = {"sweep_on_calibration": sweep, "chosen": choose_threshold(sweep)}
+    def _evaluate(self, feats: Features, labels: list, split: Split, tree: TaxonomyTree, plan: Plan):
+        """Threshold chosen on split.calib (0: no routing with one stage); hF1, per-level scores and per-leaf F1 of
+        the cascade on split.test. Returns (metrics, threshold)."""
+        stage1, stage2 = self.members["stage1"], self.members.get("stage2")
+        if stage2 is not None:
+            X, masks = inputs(feats, plan.feature_keys, split.calib)
+            sweep = threshold_sweep(stage1, stage2, X, tree.encode([labels[i] for i in split.calib]), masks=masks)
+            self.threshold_choice_ = {"sweep_on_calibration": sweep, "chosen": choose_threshold(sweep)}
+        else:
+            self.threshold_choice_ = {"sweep_on_calibration": [], "chosen": {"threshold": 0.0, "note": "one stage"}}
         threshold = float(self.threshold_choice_["chosen"]["threshold"])
-        X, masks = inputs(feats, CASCADE_INPUTS, split.test)
-        result = TwoStageCascade(stage1, stage2, threshold=threshold).predict(X, masks=masks)
+        X, masks = inputs(feats, plan.feature_keys, split.test)
+        result = TwoStageCascade(stage1, stage2 or stage1, threshold=threshold).predict(X, masks=masks)
         truth = [labels[i] for i in split.test]
         report = score(tree, truth, result.prediction.nodes)
         pairs = [(" > ".join(t), " > ".join(p)) for t, p in zip(truth, tree.decode(result.prediction.nodes))]
@@ -297,19 +408,22 @@ class ModelBundle:
 
     @property
     def cascade(self) -> TwoStageCascade:
-        return TwoStageCascade(self.members["stage1"], self.members["stage2"], threshold=self.manifest.threshold)
+        stage1 = self.members["stage1"]
+        return TwoStageCascade(stage1, self.members.get("stage2", stage1), threshold=self.manifest.threshold)
 
     def features(self, cat: Catalogue, feats: Features) -> Features:
-        """Add the bundle's derived blocks ("tfidf", "joint", "svm") to `feats` (embeddings of `cat`) where missing."""
-        if "tfidf" not in feats.blocks or "joint" not in feats.blocks:
+        """Add the bundle's derived blocks ("tfidf", "joint", "svm", as fitted) to `feats` (embeddings of `cat`)."""
+        if ("projector" in self.members and "tfidf" not in feats.blocks) or (
+            "aligner" in self.members and "joint" not in feats.blocks
+        ):
             self._add_label_free_blocks(cat, feats)
-        if "svm" not in feats.blocks:  # fit's features hold the SVM's scores of every product already
+        if "svm" in self.members and "svm" not in feats.blocks:  # fit's features hold the SVM's scores already
             feats.blocks["svm"] = self.members["svm"].transform(cat.titles, cat.descriptions)
             feats.masks["svm"] = np.ones(len(cat), bool)
         return feats
 
     def predict(self, cat: Catalogue, feats: Features) -> CascadeResult:
-        """The two-stage cascade's placement of every product of `cat` (every prediction a valid path)."""
+        """The cascade's placement of every product of `cat` (every prediction a valid path)."""
         feats = self.features(cat, feats)
         X, masks = inputs(feats, self.manifest.feature_keys, np.arange(len(cat)))
         return self.cascade.predict(X, masks=masks)
@@ -319,8 +433,8 @@ class ModelBundle:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, member in MEMBERS.items():
-            self.members[name].save(folder / member.filename)
+        for name, part in self.members.items():
+            part.save(folder / MEMBERS[name].filename)
         tmp = folder / "manifest.json.tmp"
         tmp.write_text(json.dumps(asdict(self.manifest), indent=2, sort_keys=True, default=float))
         tmp.replace(folder / "manifest.json")
@@ -338,6 +452,8 @@ class ModelBundle:
         else:
             raise FileNotFoundError(f"{path} is missing and no model-version params were given")
         bundle = cls(seed=manifest.seed, device=device)
-        bundle.members = {name: member.load(folder, device=device) for name, member in MEMBERS.items()}
+        for name, kind in manifest.members.items():
+            member = NEURAL_STAGE[name] if kind == "neural" else MEMBERS[name]
+            bundle.members[name] = member.load(folder, device=device)
         bundle.manifest = manifest
         return bundle

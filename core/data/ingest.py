@@ -29,7 +29,7 @@ class ColumnMap:
     """
 
     id: str = "id"
-    title: str = "title"
+    title: str | None = "title"  # None: a photo-only catalogue (every row must then have an image)
     description: str | None = "description"
     brand: str | None = "brand"
     image: str | None = "image"
@@ -53,7 +53,7 @@ class ColumnMap:
         return cls(**values)
 
     def required(self) -> list[str]:
-        return [self.id, self.title, *self.levels, *([self.path] if self.path else [])]
+        return [self.id, *([self.title] if self.title else []), *self.levels, *([self.path] if self.path else [])]
 
 
 @dataclass
@@ -95,6 +95,7 @@ class IngestReport:
     images_checked: int = 0
     image_status: dict[str, int] = field(default_factory=dict)
     image_problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class IngestReport:
             f"{self.file}: {self.rows} rows -> {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged"
             f" products; {self.labels_added} labels added, {self.labels_changed} changed; {self.nodes_created}"
             f" categories created; images {self.image_status} ({self.images_checked} checked) in {self.seconds:.1f}s"
-        )
+        ) + "".join(f"\nnote: {note}" for note in self.notes)
 
 
 def find_catalog_file(catalog: str | Path) -> Path:
@@ -205,15 +206,18 @@ def validate(df, *, mapping: ColumnMap, file: str) -> list[tuple[str, ...]]:
     ids = [_text(v) for v in df[mapping.id]]
     seen: dict[str, int] = {}
     paths = []
-    for i, (pid, title) in enumerate(zip(ids, df[mapping.title]), start=1):
+    titles = df[mapping.title] if mapping.title else [""] * len(df)
+    images = df[mapping.image] if mapping.image and mapping.image in df.columns else [None] * len(df)
+    for i, (pid, title, image) in enumerate(zip(ids, titles, images), start=1):
         if not pid:
             problems.append(Problem(file, i, mapping.id, "empty product id"))
         elif pid in seen:
             problems.append(Problem(file, i, mapping.id, f"duplicate id {pid!r} (first at row {seen[pid]})"))
         else:
             seen[pid] = i
-        if not _text(title):
-            problems.append(Problem(file, i, mapping.title, f"empty title (id {pid!r})"))
+        if not _text(title) and not _text(image):  # a photo alone is enough to classify a product by
+            where = mapping.title or mapping.image or "title"
+            problems.append(Problem(file, i, where, f"empty title and no photo: nothing to classify (id {pid!r})"))
     for i, row in enumerate(_category_cells(df, mapping), start=1):
         path, problem = _parse_path(row, mapping)
         if problem:
@@ -307,7 +311,7 @@ def build_records(df, *, mapping: ColumnMap, paths: list[tuple[str, ...]]) -> li
         attrs = {c: _jsonable(row[c]) for c in extra_cols if row[c] is not None and row[c] != ""}
         rec = {
             "external_id": _text(row[mapping.id]),
-            "title": str(row[mapping.title]).strip(),
+            "title": "" if not mapping.title or row[mapping.title] is None else str(row[mapping.title]).strip(),
             "description": str(row.get(mapping.description) or "") if mapping.description else "",
             "brand": _text(row.get(mapping.brand)) or None if mapping.brand else None,
             "image": _text(row.get(mapping.image)) or None if mapping.image else None,

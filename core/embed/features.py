@@ -39,13 +39,15 @@ def embed_plan(
     cat: Catalogue, *, text_encoder: str, image_encoder: str | None, descriptions: bool
 ) -> list[tuple[str, str, np.ndarray, list]]:
     """(modality, encoder name, rows, items): the title, the photo (where present), and optionally
-    title + description ("text"; about 4x slower to embed than titles on CPU)."""
+    title + description ("text"; about 4x slower to embed than titles on CPU). A catalogue whose titles are all
+    empty (photos only) gets no title block: there is nothing to embed."""
     everyone = np.arange(len(cat))
-    plan = [("title", text_encoder, everyone, cat.titles)]
+    has_text = any(t.strip() for t in cat.titles)
+    plan = [("title", text_encoder, everyone, cat.titles)] if has_text else []
     if image_encoder:
         rows = np.flatnonzero(cat.has_image)
         plan.append(("image", image_encoder, rows, [cat.images[i] for i in rows]))
-    if descriptions:
+    if descriptions and has_text:
         plan.append(("text", text_encoder, everyone, cat.texts))
     return plan
 

@@ -221,10 +221,17 @@ def review_features(
     """
     choice = choice or chosen_encoders()
     feats = embed_catalogue(cat, **choice.kwargs(), device=device, progress=progress)
-    projector = projector or TfidfProjector(dim=256, seed=seed).fit(cat.titles)
-    feats.blocks["tfidf"] = projector.transform(cat.titles)
-    feats.masks["tfidf"] = np.ones(len(cat), bool)
+    if any(t.strip() for t in cat.titles):
+        projector = projector or TfidfProjector(dim=256, seed=seed).fit(cat.titles)
+        feats.blocks["tfidf"] = projector.transform(cat.titles)
+        feats.masks["tfidf"] = np.ones(len(cat), bool)
+    else:  # a photo-only catalogue: its empty titles say nothing
+        feats.blocks.pop("title", None)
+    if "image" in feats.masks and not feats.masks["image"].any():
+        feats.blocks.pop("image")  # no readable photo at all
     modalities = [m for m in MODALITIES if m in feats.blocks]
+    if not modalities:
+        raise ValueError("nothing to score labels by: the products have neither titles nor readable photos")
     return {m: feats.blocks[m] for m in modalities}, {m: feats.masks[m] for m in modalities}, feats.encoder_ids
 
 

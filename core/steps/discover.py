@@ -61,6 +61,16 @@ def node_features(factory, product_ids: np.ndarray, *, encoder: Encoder | None =
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
+def node_photo_features(cat, rows: np.ndarray, choice: EncoderChoice, *, device=None, progress=None):
+    """(`(n, D)` photo embeddings, the image encoder) of a node whose products have no titles (photos only)."""
+    encoder = get_encoder(choice.image) if choice.image else None
+    if encoder is None or not all(cat.images[i] for i in rows):
+        raise ValueError("the node's products have no titles and not all have a photo: nothing to discover by")
+    tick = (lambda done, total: progress("embed photos", done, total)) if progress else None
+    result = cached_embed(encoder, [cat.images[i] for i in rows], device=device, progress=tick)
+    return result.vectors.astype(np.float32), encoder
+
+
 def node_and_children(factory, node_path: str) -> tuple[int, list[str]]:
     """(node id, names of its active children) of the active category `node_path`; ValueError when there is none."""
     with factory() as s:
@@ -96,20 +106,24 @@ def discover(
         raise ValueError(f"{node_path!r} holds {len(rows)} products: too few to discover subcategories")
     product_ids = cat.product_ids[rows]
     record.stage("load")
-    encoder = node_encoder(choice)
-    X = node_features(factory, product_ids, encoder=encoder, device=device, progress=progress)
+    photos_only = not any(cat.titles[i].strip() for i in rows)
+    if photos_only:
+        X, encoder = node_photo_features(cat, rows, choice or chosen_encoders(), device=device, progress=progress)
+    else:
+        encoder = node_encoder(choice)
+        X = node_features(factory, product_ids, encoder=encoder, device=device, progress=progress)
     record.stage("features")
     pipe = make_pipeline(
         brands=sorted({b for b in brands if b}),
         taxonomy_names=names,
         cache_dir=data_dir() / "discovery",
         n=len(rows),
-        blocks=(encoder.dim, encoder.dim),
+        blocks=(encoder.dim,) if photos_only else (encoder.dim, encoder.dim),
         seed=seed,
         min_cluster_size=min_cluster_size,
         max_unassigned=max_unassigned,
     )
-    pipe.fit(X, docs=[cat.texts[i] for i in rows])
+    pipe.fit(X, docs=None if photos_only else [cat.texts[i] for i in rows])
     record_pipeline_stages(record, pipe)
     _describe_run(record, pipe, node_path=node_path, product_ids=product_ids, X=X, encoder=encoder)
     run_key = time.strftime("%Y%m%d-%H%M%S")
@@ -120,7 +134,9 @@ def discover(
     _save_node_map(node_id, node_path, run_key, pipe, product_ids, record)
     log(
         f"{node_path}: {len(rows)} products -> {n} proposals ({(pipe.labels_ < 0).mean():.1%} unassigned) "
-        f"in {sum(pipe.timings_.values()):.0f}s; features: text encoder {encoder.id} ({encoder.dim}-d), photos not used"
+        f"in {sum(pipe.timings_.values()):.0f}s; features: "
+        + (f"photos, {encoder.id} ({encoder.dim}-d); the products have no titles" if photos_only
+           else f"text encoder {encoder.id} ({encoder.dim}-d), photos not used")
     )
     return n
 

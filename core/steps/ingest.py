@@ -8,12 +8,15 @@ Re-running on the same file changes nothing and skips image files that did not c
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
 from core.config import database_url
+from core.data.fetch import FetchIndex, is_url
+from core.data.fetch import fetch_images as fetch
 from core.data.ingest import (
     ColumnMap,
     IngestReport,
@@ -39,6 +42,7 @@ def ingest(
     limit: int | None = None,
     images_root: str | Path | None = None,
     actor: str = "ingest",
+    fetch_images: bool = False,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Validate and upsert a catalogue into the database in one transaction.
@@ -50,6 +54,8 @@ def ingest(
         mapping: which columns hold id, title, category...; default: the shared catalogue's.
         limit: only the first `limit` rows.
         images_root: folder image paths are relative to (default: the catalogue file's folder).
+        fetch_images: download photos given as http(s) URLs first (`core.data.fetch`: bounded size, timeout,
+            image content types only, resumable); without it such products stay text-only until fetched.
         progress: called as progress(stage, done, total).
 
     Returns:
@@ -65,10 +71,37 @@ def ingest(
     records = build_records(df, mapping=mapping, paths=paths)
     root = Path(images_root) if images_root else path.parent
     report = IngestReport(platform=platform, file=str(path), rows=len(records))
+    urls = [rec["image"] for rec in records if is_url(rec["image"])]
+    index = fetch(urls, progress=progress) if fetch_images and urls else FetchIndex()  # network outside the transaction
+    resolve_remote_images(records, index, report=report, fetched=fetch_images)
     with transaction(get_sessionmaker(db_url or database_url())) as session:
         _upsert(session, records, root=root, report=report, actor=actor, progress=progress)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def resolve_remote_images(records, index: FetchIndex, *, report: IngestReport, fetched: bool) -> None:
+    """Point each record whose image is a URL at its fetched file when there is one (its content hash follows);
+    the others stay "remote" (text-only for the models, no photo on the pages) and the report says so."""
+    remote = 0
+    for rec in records:
+        if not is_url(rec["image"]):
+            continue
+        url, local = rec["image"], index.local_file(rec["image"])
+        if local is not None:
+            rec["attributes"] = {**rec["attributes"], "image_url": url}
+            rec["image"] = str(local)
+            rec["content_hash"] = hashlib.sha256(f"{rec['content_hash']}|{local.name}".encode()).hexdigest()
+            continue
+        remote += 1
+        entry = index.entries.get(url)
+        if fetched and entry is not None and entry.problem:
+            report.image_problems.append(f"product {rec['external_id']}: {url}: not fetched ({entry.problem})")
+    if remote and not fetched:
+        report.notes.append(
+            f"{remote} products have photo URLs that were not fetched: they are text-only until "
+            "`python -m core ingest --fetch-images` downloads them"
+        )
 
 
 def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, progress: Progress | None) -> None:

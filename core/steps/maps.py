@@ -115,9 +115,15 @@ def pipeline_settings(pipe: DiscoveryPipeline, *, seed: int) -> dict[str, Any]:
     }
 
 
+def map_block(feats: Features) -> str:
+    """The block the map is drawn from: the title embeddings, or the photos' for a photo-only catalogue."""
+    return "title" if "title" in feats.blocks else "image"
+
+
 def map_key(cat: Catalogue, feats: Features, settings: dict[str, Any]) -> str:
-    """Content key of the catalogue map: the products, their title vectors, the title encoder and the settings."""
-    return content_key(cat.product_ids, feats.blocks["title"], feats.encoder_ids["title"], settings)
+    """Content key of the catalogue map: the products, their vectors, the encoder and the settings."""
+    block = map_block(feats)
+    return content_key(cat.product_ids, feats.blocks[block], feats.encoder_ids[block], settings)
 
 
 def build_catalogue_map(
@@ -143,7 +149,9 @@ def build_catalogue_map(
     if len(cat) < 50:
         raise ValueError(f"the catalogue holds {len(cat)} products: too few for a map")
     record.stage("load")
-    feats = embed_catalogue(cat, text_encoder=choice.text, image_encoder=None, device=device, progress=progress)
+    photos_only = not any(t.strip() for t in cat.titles)  # then the photos are all there is to map by
+    image = choice.image if photos_only else None
+    feats = embed_catalogue(cat, text_encoder=choice.text, image_encoder=image, device=device, progress=progress)
     record.stage("features")
     pipe = catalogue_pipeline(len(cat), seed=seed)
     settings = pipeline_settings(pipe, seed=seed)
@@ -152,16 +160,18 @@ def build_catalogue_map(
     if existing is not None and existing["meta"].get("key") == key and not force:
         log(f"the catalogue map is up to date ({len(existing['product_ids'])} products)")
         return existing["meta"]
-    X = feats.blocks["title"]
+    block = map_block(feats)
+    X = feats.blocks[block]
     started = time.perf_counter()
-    pipe.fit(X, docs=cat.titles)
+    pipe.fit(X, docs=None if photos_only else cat.titles)
     record_pipeline_stages(record, pipe)
     record.settings = settings
-    record.inputs = {"products": len(cat), "encoders": {"title": feats.encoder_ids["title"]}, "key": key}
+    record.inputs = {"products": len(cat), "encoders": {block: feats.encoder_ids[block]}, "key": key}
     meta = {
         "key": key,
         "products": len(cat),
-        "features": f"{choice.text} title embeddings ({X.shape[1]}-d); photos not used",
+        "features": (f"{choice.image} photo embeddings ({X.shape[1]}-d); the products have no titles" if photos_only
+                     else f"{choice.text} title embeddings ({X.shape[1]}-d); photos not used"),
         "clusters": int(pipe.labels_.max() + 1),
         "unassigned": round(float((pipe.labels_ < 0).mean()), 4),
         "seconds": round(time.perf_counter() - started, 1),

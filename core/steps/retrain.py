@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from core.classify.bundle import data_key
+from core.classify.bundle import check_enough, data_key
 from core.steps.embed import catalogue_features
 from core.steps.predict import prediction_rows
-from core.steps.train import check_enough, fit_bundle, load_products, register, save_bundle
+from core.steps.train import fit_bundle, load_products, register, save_bundle
 from db import predictions as preds
 from db.session import get_sessionmaker, transaction
 

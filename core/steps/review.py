@@ -52,8 +52,9 @@ def review_inputs(factory, *, choice: EncoderChoice | None = None, device=None) 
     bundle = ModelBundle.load(artifact, device=device, params=params)
     trained = EncoderChoice(**bundle.manifest.encoder_choice)
     choice = choice or trained
-    source = f"model version #{version_id}'s TF-IDF projection; {choice.describe()}"
-    return choice, (bundle.members["projector"] if choice == trained else None), source
+    projector = bundle.members.get("projector") if choice == trained else None
+    source = f"model version #{version_id}'s " + ("TF-IDF projection; " if projector else "encoders; ") + choice.describe()
+    return choice, projector, source
 
 
 def run_review(

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from core.classify.bundle import STAGE2, ModelBundle, data_key
+from core.classify.bundle import STAGE2, ModelBundle, check_enough, data_key
 from core.config import data_dir
 from core.data.dataset import Catalogue
 from core.embed.choice import chosen_encoders
@@ -26,7 +26,6 @@ from db.session import get_sessionmaker, transaction
 
 Progress = Callable[[str, int, int], None]
 Log = Callable[[str], None]
-MIN_LABELLED = 10
 
 
 def load_products(factory, *, labelled_only: bool) -> Catalogue:
@@ -34,11 +33,6 @@ def load_products(factory, *, labelled_only: bool) -> Catalogue:
     with factory() as s:
         cat = load_catalogue(s)
     return cat.subset(np.flatnonzero(cat.labelled)) if labelled_only else cat
-
-
-def check_enough(cat: Catalogue) -> None:
-    if len(cat) < MIN_LABELLED:
-        raise ValueError(f"only {len(cat)} labelled products: ingest a catalogue first (at least {MIN_LABELLED})")
 
 
 def fit_bundle(factory, cat: Catalogue, *, seed: int = 0, device=None, progress: Progress | None = None, log: Log = print):

@@ -153,7 +153,8 @@ def test_duplicate_ids_name_both_rows(db_url, factory, tmp_path):
 
 def test_empty_titles(db_url, factory, tmp_path):
     path = write_csv(tmp_path, GOOD_CSV + "A3,  ,Apparel > Topwear > Shirts,\n")
-    assert_rejected(db_url, factory, path, PATH_MAP, "row 3", "column 'name'", "empty title (id 'A3')")
+    expected = "empty title and no photo: nothing to classify (id 'A3')"
+    assert_rejected(db_url, factory, path, PATH_MAP, "row 3", "column 'name'", expected)
 
 
 def test_malformed_paths(db_url, factory, tmp_path):

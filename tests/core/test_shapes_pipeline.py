@@ -1,0 +1,158 @@
+"""The whole pipeline (ingest -> embed -> train -> predict -> discover -> review -> retrain) on three catalogue
+shapes: text only, photos only, text with photos for some. Stand-in encoders registered for the test (a hashed bag
+of words; a photo's mean colour) run through the real embedding cache; titles carry class words that overlap, photo
+colours overlap, so the models can be wrong and a shuffled control would fail the accuracy checks."""
+
+from __future__ import annotations
+
+import shutil
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from core.data.ingest import ColumnMap
+from core.embed import encoders
+from core.embed.choice import EncoderChoice
+from core.steps.discover import discover
+from core.steps.embed import embed
+from core.steps.ingest import ingest
+from core.steps.predict import predict
+from core.steps.retrain import retrain
+from core.steps.review import run_review
+from core.steps.train import train
+from db import predictions as preds
+from db.models import ModelVersion, Prediction, Proposal, ReviewItem
+from db.session import get_sessionmaker
+
+LEAVES = ["Apparel > Topwear > Shirts", "Apparel > Topwear > Tshirts", "Footwear > Shoes > Heels", "Footwear > Shoes > Flats"]
+WORDS = [
+    ["collar", "button", "oxford"],
+    ["crew", "cotton", "graphic"],
+    ["stiletto", "pointed", "tall"],
+    ["ballet", "slip", "round"],
+]
+SHARED = ["classic", "new", "everyday", "soft", "smart", "casual"]
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+
+
+class HashText(encoders.Encoder):
+    """Hashed bag of words (32-d): similar titles get similar vectors; it reads words, never a label."""
+
+    modality, id = "text", "test:hash-words:32"
+
+    def _config_dim(self) -> int:
+        return 32
+
+    def _load(self, device: str) -> None:
+        import torch
+
+        self._model = torch.nn.Identity()
+
+    def _embed_batch(self, items: list, device: str):
+        out = np.zeros((len(items), 32), np.float32)
+        for row, text in enumerate(items):
+            for word in str(text).lower().split():
+                out[row, zlib.crc32(word.encode()) % 32] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-9), np.ones(len(items), bool)
+
+
+class MeanColour(encoders.Encoder):
+    """A photo's mean colour and its spread (6-d), from the file: unreadable files come back not ok."""
+
+    modality, id = "image", "test:mean-colour:6"
+
+    def _config_dim(self) -> int:
+        return 6
+
+    def _load(self, device: str) -> None:
+        import torch
+
+        self._model = torch.nn.Identity()
+
+    def _embed_batch(self, items: list, device: str):
+        out, ok = np.zeros((len(items), 6), np.float32), np.ones(len(items), bool)
+        for row, path in enumerate(items):
+            try:
+                pixels = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+            except OSError:
+                ok[row] = False
+                continue
+            out[row] = [*pixels.mean(axis=(0, 1)), *pixels.std(axis=(0, 1))]
+        return out, ok
+
+
+def write_catalogue(folder, *, text: bool, photo_share: float, n: int = 240, seed: int = 0):
+    """A CSV of `n` products over LEAVES (the two shoe leaves: 120 products under Footwear > Shoes)."""
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True)
+    rows = ["sku,name,category,photo"]
+    for i in range(n):
+        k = i % len(LEAVES)
+        title = " ".join([rng.choice(WORDS[k]), *rng.choice(SHARED, size=3)]) if text else ""
+        photo = ""
+        if rng.random() < photo_share:
+            colour = np.clip(np.array(COLOURS[k]) + rng.normal(scale=60, size=3), 0, 255).astype(np.uint8)
+            Image.fromarray(np.tile(colour, (8, 8, 1))).save(folder / "img" / f"{i}.png")
+            photo = f"img/{i}.png"
+        rows.append(f"P{i},{title},{LEAVES[k]},{photo}")
+    (folder / "cat.csv").write_text("\n".join(rows) + "\n")
+    return folder / "cat.csv"
+
+
+SHAPES = {  # text?, share of products with a photo, the image encoder
+    "text only": (True, 0.0, None),
+    "photos only": (False, 1.0, "test-image"),
+    "text and photos for some": (True, 0.4, "test-image"),
+}
+
+
+@pytest.fixture
+def db_url(tmp_path, sqlite_template) -> str:
+    """SQLite only: the shapes exercise the pipeline, the two backends are compared by the db tests."""
+    shutil.copy(sqlite_template, tmp_path / "shapes.db")
+    return f"sqlite:///{tmp_path / 'shapes.db'}"
+
+
+@pytest.fixture
+def factory(db_url):
+    return get_sessionmaker(db_url)
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_the_whole_pipeline_runs_on_each_catalogue_shape(shape, db_url, factory, tmp_path, monkeypatch):
+    text, photo_share, image_encoder = SHAPES[shape]
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setitem(encoders.ENCODERS, "test-text", HashText)
+    monkeypatch.setitem(encoders.ENCODERS, "test-image", MeanColour)
+    choice = EncoderChoice(text="test-text", image=image_encoder)
+    title = ["title=name"] if text else ["title=none"]
+    mapping = ColumnMap.parse(["id=sku", *title, "path=category", "image=photo", "description=none", "brand=none"])
+    report = ingest(
+        write_catalogue(tmp_path, text=text, photo_share=photo_share), platform="shop", db_url=db_url, mapping=mapping
+    )
+    assert report.inserted == 240
+    feats = embed(db_url, choice=choice)
+    assert ("title" in feats.blocks) == text and ("image" in feats.blocks) == (choice.image is not None)
+    lines: list[str] = []
+    first = train(db_url, log=lines.append)
+    with factory() as s:
+        manifest = s.get(ModelVersion, first).params
+        hf1 = s.get(ModelVersion, first).metrics["hf1"]
+    assert manifest["modalities"]["text"] == text and manifest["modalities"]["image"] == (photo_share > 0)
+    assert any("modalities:" in line for line in lines)
+    assert hf1 > 0.8  # well above a majority-class model (one leaf of four equal ones: hF1 about 0.4)
+    assert predict(db_url, log=lambda *_: None) == 240
+    with factory() as s:
+        assert s.scalar(select(func.count(func.distinct(Prediction.product_id)))) == 240
+    assert discover(db_url, node_path="Footwear > Shoes", log=lambda *_: None) >= 0
+    stored = run_review(db_url, folds=3, log=lambda *_: None)
+    second = retrain(db_url, log=lambda *_: None)
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(ReviewItem)) == stored
+        assert s.scalar(select(func.count()).select_from(Proposal)) >= 0
+        assert preds.active_model_version(s).id == second != first
+        assert s.get(ModelVersion, second).params["modalities"] == manifest["modalities"]
