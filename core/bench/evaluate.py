@@ -317,9 +317,13 @@ def evaluate(
     rows += cascade_rows
     cascade["skipped_models"] = skipped
     cascade["modalities"] = plan.describe()
-    if not plan.stage2_inputs:  # one modality: nothing to route, no end-to-end comparison to make
-        return _finish(rows, cascade, learnt, cat, feats, split, seed, progress, total)
-    cascade["end_to_end"] = end_to_end_speed(
+    if plan.stage2_inputs:  # with one modality there is nothing to route and no end-to-end comparison to make
+        cascade["end_to_end"] = _end_to_end(cat, feats, split, seed, models, learnt, cascade, device, encoders)
+    return _finish(rows, cascade, learnt, cat, feats, split, seed, progress, total)
+
+
+def _end_to_end(cat, feats, split, seed: int, models: dict, learnt: LearntBlocks, cascade: dict, device, encoders) -> dict:
+    return end_to_end_speed(
         cat,
         _speed_sample(feats, split, seed),
         models,
@@ -331,7 +335,6 @@ def evaluate(
         text_encoder=encoders["text"],
         image_encoder=encoders["image"],
     )
-    return _finish(rows, cascade, learnt, cat, feats, split, seed, progress, total)
 
 
 def _finish(rows, cascade, learnt: LearntBlocks, cat, feats, split, seed: int, progress, total: int) -> dict:
