@@ -22,7 +22,7 @@ from db import predictions as preds
 from db import proposals as props
 from db.models import ModelVersion
 from db.repo import node_by_path
-from db.session import get_sessionmaker, transaction
+from db.session import get_engine, get_sessionmaker, transaction
 
 
 def _copy_sqlite(db_url: str) -> str:
@@ -61,6 +61,7 @@ def accept_all(db_url: str, node_path: str, *, actor: str = "benchmark") -> dict
 def benchmark(db_url: str, *, node_path: str = "Footwear > Shoes", seed: int = 0, device=None, progress=None) -> dict[str, Any]:
     """Accept the node's open proposals on a copy of the database, retrain, and score the new leaves."""
     bench_url = _copy_sqlite(db_url)
+    get_engine(bench_url).dispose()  # a pool from an earlier run in this process still holds the replaced file open
     factory = get_sessionmaker(bench_url)
     with factory() as s:
         previous = preds.active_model_version(s)
