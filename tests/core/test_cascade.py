@@ -1,10 +1,13 @@
-"""Two-stage cascade: routing, merging, threshold sweep and choice."""
+"""Two-stage cascade: routing, merging, threshold sweep and choice, and what its end-to-end timing embeds."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
 
+from core.bench.evaluate import end_to_end_speed
 from core.classify.cascade import (
     TwoStageCascade,
     choose_threshold,
@@ -14,9 +17,12 @@ from core.classify.cascade import (
     threshold_sweep,
 )
 from core.classify.estimator import HierarchicalClassifier
+from core.classify.models import STACKED
 from core.classify.taxonomy import HierarchicalPrediction, TaxonomyTree
+from core.data.dataset import Catalogue
+from core.embed.encoders import ENCODERS
 from core.torch_runtime import torch_threads
-from tests.core.ml_helpers import labelled_data
+from tests.core.ml_helpers import STAND_INS, TableEncoder, labelled_data, make_small_catalogue, stand_in_factories
 
 TREE = TaxonomyTree.from_paths([("A", "a"), ("A", "b"), ("B", "c")])
 TRUE = TREE.encode([("A", "a"), ("A", "b"), ("B", "c"), ("A", "a")])
@@ -121,6 +127,72 @@ def test_threshold_sweep_with_real_models():
     shares = [r["share_stage2"] for r in rows]
     assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] == 1.0
     assert rows[-1]["hF1"] > rows[0]["hF1"] + 0.05  # the image model fixes what text cannot know
-    assert all(r["seconds"] > 0 for r in rows)
+    # the time at a threshold is stage 1's plus the routed share of stage 2's: linear in the share
+    span = rows[-1]["seconds"] - rows[0]["seconds"]
+    assert span > 0 and [r["seconds"] - rows[0]["seconds"] for r in rows] == pytest.approx([s * span for s in shares])
     result = TwoStageCascade(text, both, threshold=0.9).predict(test_X)
     assert set(np.unique(result.stage)) <= {1, 2} and tree.is_valid(result.prediction.nodes).all()
+
+
+class SlowPhotos(TableEncoder):
+    """The stand-in image encoder, taking `DELAY` seconds per photo (a real image encoder is the slow part)."""
+
+    DELAY = 0.01
+
+    def _embed_batch(self, items, device):
+        time.sleep(self.DELAY * len(items))
+        return super()._embed_batch(items, device)
+
+
+class SureWhereFirstCoordinatePositive:
+    """A stage whose path confidence is set by hand: 0.99 where the title vector's first coordinate is > 0, else 0.5."""
+
+    def __init__(self, modalities):
+        self.modalities, self.tree_, self.seen = modalities, TREE, []
+
+    def predict(self, X, *, masks=None):
+        self.seen.append(len(X["title"]))
+        conf = np.where(X["title"][:, 0] > 0, 0.99, 0.5).astype(np.float32)
+        return _pred([("A", "a")] * len(conf), conf)
+
+
+class Blocks:
+    """Stand-ins of the fitted aligner, TF-IDF projection and SVM: fixed-width blocks."""
+
+    def joint(self, title, image, ok):
+        return np.hstack([title, image])
+
+    def transform(self, titles, descriptions=None):
+        return np.zeros((len(titles), 2), np.float32)
+
+
+def test_end_to_end_cascade_embeds_photos_only_for_the_products_stage_one_routes(tmp_path, monkeypatch):
+    cat = make_small_catalogue(tmp_path, 40, photo_share=1.0)
+    photos = {p: v for p, v in zip(cat.photos, cat.image_vectors)}
+    monkeypatch.setitem(ENCODERS, STAND_INS["text"], stand_in_factories(cat)[STAND_INS["text"]])
+    monkeypatch.setitem(ENCODERS, "slow-photos", lambda **_: SlowPhotos("image", "image:slow", photos, cat.embedded["image"]))
+    n = len(cat)
+    products = Catalogue(
+        np.arange(n), cat.skus, ["shop"] * n, cat.titles, cat.titles, cat.photos, [None] * n, [None] * n, [""] * n
+    )
+    stage1 = SureWhereFirstCoordinatePositive(["title", "tfidf", "svm"])
+    stage2 = SureWhereFirstCoordinatePositive(["title", "image", "joint", "svm"])
+    models = {STACKED["text-only"]: stage1, STACKED["late-fusion"]: stage2}
+    speed = end_to_end_speed(
+        products,
+        np.arange(n),
+        models,
+        aligner=Blocks(),
+        projector=Blocks(),
+        svm=Blocks(),
+        threshold=0.9,
+        text_encoder=STAND_INS["text"],
+        image_encoder="slow-photos",
+    )
+    routed = [cat.photos[i] for i in range(n) if cat.title_vectors[i, 0] <= 0]  # stage 1 is unsure of these
+    assert 0 < len(routed) < n and speed["n"] == n and speed["share_stage2"] == pytest.approx(len(routed) / n, abs=1e-4)
+    assert cat.embedded["image"] == cat.photos + routed  # multimodal for all: every photo; the cascade: the routed ones
+    assert stage1.seen == [n] and stage2.seen == [n, len(routed)]
+    assert speed["multimodal_s"] >= n * SlowPhotos.DELAY and speed["cascade_s"] >= len(routed) * SlowPhotos.DELAY
+    # the photos dominate the time: n / routed if only they counted, under 1 if the cascade embedded them all again
+    assert speed["speedup"] > (1 + n / len(routed)) / 2

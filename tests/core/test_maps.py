@@ -10,7 +10,8 @@ from app.scatter import group_names, scatter_groups, unassigned_note
 from core.embed.choice import EncoderChoice, record_encoders
 from core.runs import RunRecord
 from core.steps import maps
-from tests.core.conftest import fake_embed, quiet
+from tests.core.conftest import quiet
+from tests.core.ml_helpers import STAND_INS
 
 
 def test_group_names_per_colouring():
@@ -50,33 +51,27 @@ def test_catalogue_map_is_built_once_per_content(small_db, tmp_path):
     assert maps.build_catalogue_map(small_db, force=True, log=quiet)["made"]
 
 
-def fake_embed_named(cat, *, text_encoder, image_encoder, **options):
-    """fake_embed's vectors, with encoder ids that name the text encoder asked for."""
-    assert image_encoder is None  # the map reads titles only
-    feats = fake_embed(cat, **options)
-    feats.encoder_ids = {m: f"{text_encoder}-{m}" for m in feats.blocks}
-    return feats
-
-
-def test_catalogue_map_records_its_run_and_is_rebuilt_for_another_encoder(small_db, monkeypatch):
-    monkeypatch.setattr(maps, "embed_catalogue", fake_embed_named)
+def test_catalogue_map_records_its_run_and_is_rebuilt_for_another_encoder(small_db, small_catalogue, second_choice):
     meta = maps.build_catalogue_map(small_db, log=quiet)
     run = maps.load_run(maps.ALL)
     assert run is not None and run.step == "map" and run.inputs["key"] == meta["key"] == meta["run"]["inputs"]["key"]
-    assert run.inputs["products"] == 240 and run.inputs["encoders"] == {"title": "minilm-title"}  # the default choice
+    title_id = small_catalogue.encoder_id("text")
+    assert run.inputs["products"] == 240 and run.inputs["encoders"] == {"title": title_id}  # the recorded choice
+    assert small_catalogue.embedded["image"] == []  # the map reads titles only
     assert set(run.timings) >= {"load", "features", "head", "reduce", "view", "cluster", "name"}
     assert run.settings["seed"] == 0 and run.settings["head"]["seed"] == 0 and "clusterer" in run.settings
     assert run.outputs["clusters"] == meta["clusters"] and run.outputs["unassigned"] == meta["unassigned"]
     saved = json.loads(maps.map_file(maps.ALL).with_suffix(".json").read_text())
     assert saved["run"]["inputs"]["key"] == meta["key"] and "unassigned" in saved and "timings" in saved
     lines: list[str] = []
-    record_encoders(EncoderChoice(text="roberta", image=None))  # what `python -m core embed --text roberta` records
+    record_encoders(second_choice)  # what `python -m core embed --text test-text-b` records
     other = maps.build_catalogue_map(small_db, log=lines.append)
     assert other["key"] != meta["key"] and "up to date" not in lines[-1]  # the title encoder is part of the key
-    assert other["features"].startswith("roberta title embeddings")
-    assert other["run"]["inputs"]["encoders"]["title"] == "roberta-title"
-    explicit = maps.build_catalogue_map(small_db, choice=EncoderChoice(), log=quiet)  # a choice given wins
-    assert explicit["key"] == meta["key"]  # the defaults again: the first map's key
+    assert other["features"].startswith("test-text-b title embeddings")
+    assert other["run"]["inputs"]["encoders"]["title"] == title_id + "-b"
+    first = EncoderChoice(text=STAND_INS["text"], image=None)
+    explicit = maps.build_catalogue_map(small_db, choice=first, log=quiet)  # a choice given wins over the recorded one
+    assert explicit["key"] == meta["key"]  # the first encoder again: the first map's key
 
 
 def test_a_map_saved_with_a_run_record_keeps_it_beside_the_arrays(tmp_path, monkeypatch):

@@ -16,11 +16,10 @@ from core.embed.choice import EncoderChoice
 from core.review.scores import flip_labels, fold_ids, in_queue, issue_scores, out_of_fold_marginals, review_features
 from core.steps import review as review_step
 from core.steps.train import train
-from db import curation, repo
 from db import review as db_review
 from db.models import ModelVersion, Product, ReviewItem
-from db.session import transaction
-from tests.core.conftest import LEAVES, fake_embed, quiet
+from tests.core.conftest import quiet, relabel
+from tests.core.ml_helpers import LEAVES, STAND_INS
 
 PATHS = [("A", "a1"), ("A", "a2"), ("B", "b1"), ("B", "b2")]
 
@@ -102,23 +101,53 @@ def test_flip_labels_moves_a_share_to_a_sibling_or_cousin():
     assert again == noisy and flipped_again.tolist() == flipped.tolist()
 
 
-def test_run_review_queues_the_products_relabelled_wrongly(small_db, factory):
-    wrong = {}
-    with transaction(factory) as s:
-        heels = repo.node_by_path(s, "Footwear > Shoes > Heels")
-        for ext in ("1", "5", "9"):  # Tshirts products (i % 4 == 1) moved to Heels
-            product = s.scalar(select(Product).where(Product.external_id == ext))
-            curation.relabel_product(s, product_id=product.id, node_id=heels.id, actor="t")
-            wrong[product.id] = ext
-    assert review_step.run_review(small_db, folds=3, log=quiet) >= 3
+FLIPS_PER_LEAF = 3  # 12 of the 240 products get a wrong label: 5%, the chance share of any top 12
+
+
+def flip(cat, labels: dict[str, str], *, seed: int) -> dict[str, str]:
+    """{sku: wrong leaf} for FLIPS_PER_LEAF products of each hidden leaf (seeded): another leaf than `labels[sku]`."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for leaf in LEAVES:
+        for sku in rng.choice(cat.skus_of(leaf), FLIPS_PER_LEAF, replace=False):
+            out[str(sku)] = str(rng.choice([other for other in LEAVES if other != labels[sku]]))
+    return out
+
+
+def flipped_in_top(db_url, factory, flips: dict[str, str], k: int) -> tuple[int, list[dict]]:
+    """(how many of the queue's first k are flipped products, the queue items of the flipped products)."""
+    review_step.run_review(db_url, folds=3, log=quiet)
     with factory() as s:
-        items = db_review.queue(s, limit=10)
-    top = [item["product_id"] for item in items[:3]]
-    assert set(top) == set(wrong)
-    assert all(item["suggested"] == "Apparel > Topwear > Tshirts" for item in items[:3])
-    assert all(item["label"] == "Footwear > Shoes > Heels" and not item["label_changed"] for item in items[:3])
+        items = db_review.queue(s, limit=len(flips) * 20)
+        sku = dict(s.execute(select(Product.id, Product.external_id)).all())
+    top = [sku[item["product_id"]] for item in items[:k]]
+    return sum(t in flips for t in top), [item for item in items if sku[item["product_id"]] in flips]
+
+
+def test_review_ranks_wrong_labels_first_and_not_when_every_label_is_shuffled(small_db, small_catalogue, factory):
+    """12 products get a wrong label. A random ranking puts 4 or more of them in the queue's first 12 with chance
+    0.0015 (hypergeometric: 12 drawn from 240 holding 12). On the hidden labels the review must rank at least 4 in its
+    first 12 (measured: 6 to 8); on labels shuffled over the products (the same 12 then wrong like any other) at most
+    3 (measured: 0 to 2)."""
+    hidden = dict(zip(small_catalogue.skus, small_catalogue.labels()))
+    flips = flip(small_catalogue, hidden, seed=0)
+    relabel(factory, flips)
+    k = len(flips)
+    found, flagged = flipped_in_top(small_db, factory, flips, k)
+    assert found >= 4
+    with factory() as s:
+        sku_of = dict(s.execute(select(Product.id, Product.external_id)).all())
+    assert all(item["label"] == flips[sku_of[item["product_id"]]] and not item["label_changed"] for item in flagged)
+    right = [item["suggested"] == hidden[sku_of[item["product_id"]]] for item in flagged]
+    assert len(right) >= found and np.mean(right) > 1 / 3 + 0.25  # 3 other leaves: a guess is right a third of the time
     with factory() as s:
         assert s.scalar(select(ReviewItem.run_key)) is not None
+
+    shuffled = dict(zip(small_catalogue.skus, small_catalogue.labels(shuffle_seed=5)))
+    control = flip(small_catalogue, shuffled, seed=0)  # the same 12 products (the same seed), wrong against the shuffle
+    relabel(factory, {**shuffled, **control})
+    found_control, _ = flipped_in_top(small_db, factory, control, k)
+    assert found_control <= 3
 
 
 def test_a_level_with_one_node_has_finite_margins_and_lonely_paths_are_not_queued():
@@ -141,49 +170,32 @@ def test_folds_are_stratified_by_path():
         assert len(set(folds[rows].tolist())) == min(3, len(rows))
 
 
-def test_run_review_records_its_run_with_the_chosen_encoders(small_db, factory, monkeypatch):
-    asked = []
-
-    def embed(cat, **options):
-        asked.append(options)
-        return fake_embed(cat)
-
-    monkeypatch.setattr("core.review.scores.embed_catalogue", embed)
-    with transaction(factory) as s:
-        heels = repo.node_by_path(s, "Footwear > Shoes > Heels")
-        for ext in ("1", "5"):
-            product = s.scalar(select(Product).where(Product.external_id == ext))
-            curation.relabel_product(s, product_id=product.id, node_id=heels.id, actor="t")
-    choice = EncoderChoice(text="roberta", image="vit")
-    stored = review_step.run_review(small_db, folds=3, choice=choice, log=quiet)
-    assert asked[0]["text_encoder"] == "roberta" and asked[0]["image_encoder"] == "vit"
+def test_run_review_records_its_run_with_the_chosen_encoders(small_db, small_catalogue, second_choice, factory):
+    relabel(factory, flip(small_catalogue, dict(zip(small_catalogue.skus, small_catalogue.labels())), seed=1))
+    stored = review_step.run_review(small_db, folds=3, choice=second_choice, log=quiet)
     run = review_step.last_review_run()
-    assert run is not None and run.step == "review" and run.outputs["stored"] == stored >= 2
-    assert run.inputs["products"] == run.inputs["labelled"] == 240 and run.inputs["encoders"]["title"] == "fake-title"
+    assert run is not None and run.step == "review" and run.outputs["stored"] == stored >= 1
+    ids = {"title": small_catalogue.encoder_id("text") + "-b", "image": small_catalogue.encoder_id("image") + "-b"}
+    assert run.inputs["products"] == run.inputs["labelled"] == 240 and run.inputs["encoders"] == ids  # the choice given
     assert run.settings["folds"] == 3 and set(run.timings) == {"load", "features", "scores", "store"}
     assert review_step.review_run_file().parent == config.data_dir()
     with factory() as s:
         assert s.scalar(select(ReviewItem.run_key)) == run.inputs["key"]
 
 
-def test_review_features_leave_the_photo_block_out_without_an_image_encoder(monkeypatch):
-    def embed(cat, *, text_encoder, image_encoder, **_):
-        feats = fake_embed(cat)
-        if image_encoder is None:
-            del feats.blocks["image"], feats.masks["image"]
-        return feats
-
-    monkeypatch.setattr("core.review.scores.embed_catalogue", embed)
-    leaves = [LEAVES[i % 4] for i in range(8)]
-    cat = Catalogue(np.arange(8, dtype=np.int64), titles=[f"item{i} {leaf}" for i, leaf in enumerate(leaves)])
-    cat.texts = [f"item | {leaf}" for leaf in leaves]
-    X, masks, ids = review_features(cat, choice=EncoderChoice(image=None))
+def test_review_features_leave_the_photo_block_out_without_an_image_encoder(small_catalogue):
+    rows = [i for i, photo in enumerate(small_catalogue.photos) if photo][:8]
+    titles = [small_catalogue.titles[i] for i in rows]
+    cat = Catalogue(np.arange(8, dtype=np.int64), titles=titles, texts=titles, images=[small_catalogue.photos[i] for i in rows])
+    X, masks, ids = review_features(cat, choice=EncoderChoice(text=STAND_INS["text"], image=None))
     assert list(X) == ["title", "tfidf"] and list(masks) == ["title", "tfidf"] and X["tfidf"].shape[0] == 8
-    X, _, _ = review_features(cat, choice=EncoderChoice())
-    assert list(X) == ["title", "tfidf", "image"]  # the order of the early-fusion blocks
+    assert list(ids) == ["title"] and small_catalogue.embedded["image"] == []
+    X, masks, _ = review_features(cat, choice=EncoderChoice(**STAND_INS))
+    assert list(X) == ["title", "tfidf", "image"] and masks["image"].all()  # the order of the early-fusion blocks
+    assert sorted(small_catalogue.embedded["image"]) == sorted(cat.images)
 
 
-def test_review_reads_the_active_model_versions_features(small_db, factory):
+def test_review_reads_the_active_model_versions_features(small_db, small_catalogue, factory):
     """Without a model the review fits its own TF-IDF projection; with one it uses the version's projection and
     encoders, so the queue is scored in the model's feature space."""
     choice, projector, source = review_step.review_inputs(factory)
@@ -193,8 +205,8 @@ def test_review_reads_the_active_model_versions_features(small_db, factory):
     with factory() as s:
         artifact = s.get(ModelVersion, version_id).artifact
     own = ModelBundle.load(artifact).members["projector"]
-    titles = ["item 1 | Footwear > Shoes > Heels", "a title the model never saw"]
+    titles = [small_catalogue.titles[1], "a title the model never saw"]
     assert np.array_equal(projector.transform(titles), own.transform(titles))
-    assert f"model version #{version_id}" in source and choice == EncoderChoice()
+    assert f"model version #{version_id}" in source and choice == EncoderChoice(**STAND_INS)
     other = EncoderChoice(text="minilm", image=None)  # another encoder choice: the version's projection is not reused
     assert review_step.review_inputs(factory, choice=other)[:2] == (other, None)
