@@ -50,6 +50,16 @@ def timed(steps: dict, name: str, fn, *args, **kwargs):
     return out
 
 
+def fit_and_score(steps: dict, cat, feats, choice: EncoderChoice):
+    """The production bundle on the hash split: (split, bundle, held-out truth, its hierarchical report)."""
+    split = fixed_split(cat, seed=0)
+    fit = ModelBundle(seed=0).fit
+    bundle = timed(steps, "train (bundle)", fit, cat, feats, encoder_choice=vars(choice).copy(), split=split)
+    truth = [cat.labels[i] for i in split.test]
+    nodes = bundle.predict(cat.subset(split.test), feats.subset(split.test)).prediction.nodes
+    return split, bundle, truth, score(bundle.tree, truth, nodes)
+
+
 def labelled(db_url: str):
     with get_sessionmaker(db_url)() as s:
         cat = load_catalogue(s)
@@ -69,18 +79,7 @@ def fashion_mnist_part(limit: int | None) -> dict:
     cat = labelled(db_url)
     choice = EncoderChoice(image="efficientnet-lite0")
     feats = timed(steps, "embed photos", embed_catalogue, cat, **choice.kwargs(), batch_size=128)
-    split = fixed_split(cat, seed=0)
-    bundle = timed(
-        steps,
-        "train (bundle)",
-        ModelBundle(seed=0).fit,
-        cat,
-        feats,
-        encoder_choice={"text": None, "image": choice.image},
-        split=split,
-    )
-    truth = [cat.labels[i] for i in split.test]
-    model = score(bundle.tree, truth, bundle.predict(cat.subset(split.test), feats.subset(split.test)).prediction.nodes)
+    split, bundle, truth, model = fit_and_score(steps, cat, feats, choice)
     pixels = timed(
         steps, "read pixels", lambda: np.stack([np.asarray(Image.open(p), np.float32).ravel() / 255 for p in cat.images])
     )
@@ -109,18 +108,7 @@ def text_only_part(db_url: str) -> dict:
     cat = timed(steps, "load", labelled, db_url)
     choice = EncoderChoice(image=None)
     feats = timed(steps, "embed titles", embed_catalogue, cat, **choice.kwargs())
-    split = fixed_split(cat, seed=0)
-    bundle = timed(
-        steps,
-        "train (bundle)",
-        ModelBundle(seed=0).fit,
-        cat,
-        feats,
-        encoder_choice={"text": choice.text, "image": None},
-        split=split,
-    )
-    truth = [cat.labels[i] for i in split.test]
-    model = score(bundle.tree, truth, bundle.predict(cat.subset(split.test), feats.subset(split.test)).prediction.nodes)
+    split, bundle, truth, model = fit_and_score(steps, cat, feats, choice)
     baseline = timed(
         steps, "train (tfidf-svm)", TfidfSvmBaseline().fit, [cat.titles[i] for i in split.fit], [cat.labels[i] for i in split.fit]
     )
