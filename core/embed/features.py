@@ -36,13 +36,14 @@ class Features:
 
 
 def embed_plan(
-    cat: Catalogue, *, text_encoder: str, image_encoder: str | None, descriptions: bool
+    cat: Catalogue, *, text_encoder: str, image_encoder: str | None, descriptions: bool, titles: bool | None = None
 ) -> list[tuple[str, str, np.ndarray, list]]:
     """(modality, encoder name, rows, items): the title, the photo (where present), and optionally
     title + description ("text"; about 4x slower to embed than titles on CPU). A catalogue whose titles are all
-    empty (photos only) gets no title block: there is nothing to embed."""
+    empty (photos only) gets no title block: there is nothing to embed (`titles=True` embeds them anyway, for a
+    model trained with text that must read these products too)."""
     everyone = np.arange(len(cat))
-    has_text = any(t.strip() for t in cat.titles)
+    has_text = any(t.strip() for t in cat.titles) if titles is None else titles
     plan = [("title", text_encoder, everyone, cat.titles)] if has_text else []
     if image_encoder:
         rows = np.flatnonzero(cat.has_image)
@@ -70,6 +71,7 @@ def embed_catalogue(
     text_encoder: str = DEFAULT_ENCODERS["text"],
     image_encoder: str | None = DEFAULT_ENCODERS["image"],
     descriptions: bool = False,
+    titles: bool | None = None,
     cache_dir=None,
     batch_size: int = 64,
     device=None,
@@ -85,7 +87,7 @@ def embed_catalogue(
     """
     feats = Features(cat.product_ids)
     for modality, name, rows, items in embed_plan(
-        cat, text_encoder=text_encoder, image_encoder=image_encoder, descriptions=descriptions
+        cat, text_encoder=text_encoder, image_encoder=image_encoder, descriptions=descriptions, titles=titles
     ):
         encoder = get_encoder(name)
         tick = (lambda done, total, m=modality: progress(f"embed {m}", done, total)) if progress else None

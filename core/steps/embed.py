@@ -12,10 +12,13 @@ from db.session import get_sessionmaker
 Progress = Callable[[str, int, int], None]
 
 
-def catalogue_features(cat, *, choice: EncoderChoice | None = None, device=None, progress: Progress | None = None) -> Features:
-    """Embeddings of `cat` with `choice` (default: the recorded choice), from the on-disk cache where present."""
+def catalogue_features(
+    cat, *, choice: EncoderChoice | None = None, titles: bool | None = None, device=None, progress: Progress | None = None
+) -> Features:
+    """Embeddings of `cat` with `choice` (default: the recorded choice), from the on-disk cache where present.
+    `titles`: see `core.embed.features.embed_plan` (None: only when some product has a title)."""
     choice = choice or chosen_encoders()
-    return embed_catalogue(cat, **choice.kwargs(), device=device, progress=progress)
+    return embed_catalogue(cat, **choice.kwargs(), titles=titles, device=device, progress=progress)
 
 
 def embed(

@@ -32,9 +32,7 @@ def bundle_choice(bundle: ModelBundle, log: Log) -> EncoderChoice:
     return trained
 
 
-def predict(
-    db_url: str, *, force: bool = False, device=None, progress: Progress | None = None, log: Log = print
-) -> int:
+def predict(db_url: str, *, force: bool = False, device=None, progress: Progress | None = None, log: Log = print) -> int:
     """Predict every product with the active model version and store the predictions; returns how many."""
     factory = get_sessionmaker(db_url)
     with factory() as s:
@@ -48,7 +46,10 @@ def predict(
         log(f"model version #{version_id} already predicted all {done} products: nothing to do")
         return 0
     bundle = ModelBundle.load(artifact, device=device, params=params)
-    feats = catalogue_features(cat, choice=bundle_choice(bundle, log), device=device, progress=progress)
+    reads_text = bool(bundle.manifest.modalities.get("text", True))  # then every product gets a title block
+    feats = catalogue_features(
+        cat, choice=bundle_choice(bundle, log), titles=reads_text or None, device=device, progress=progress
+    )
     result = bundle.predict(cat, feats)
     rows = prediction_rows(factory, bundle.manifest.node_ids, bundle.tree, cat.product_ids, result)
     with transaction(factory) as s:

@@ -41,7 +41,13 @@ def retrain(
     labelled = np.flatnonzero(everyone.labelled)
     check_enough(everyone.subset(labelled))
     bundle, fit_feats = fit_bundle(factory, everyone.subset(labelled), seed=seed, device=device, progress=progress, log=log)
-    feats = fit_feats if len(labelled) == len(everyone) else catalogue_features(everyone, device=device, progress=progress)
+    feats = (
+        fit_feats
+        if len(labelled) == len(everyone)
+        else catalogue_features(
+            everyone, titles=bool(bundle.manifest.modalities["text"]) or None, device=device, progress=progress
+        )
+    )
     if progress:
         progress("predict", 0, 2)
     result = bundle.predict(everyone, feats)

@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from core.data.ingest import ColumnMap
 from core.embed import encoders
 from core.embed.choice import EncoderChoice
+from core.steps.catalogue import load_catalogue
 from core.steps.discover import discover
-from core.steps.embed import embed
+from core.steps.embed import catalogue_features, embed
 from core.steps.ingest import ingest
 from core.steps.predict import predict
 from core.steps.retrain import retrain
@@ -88,7 +89,7 @@ class MeanColour(encoders.Encoder):
 def write_catalogue(folder, *, text: bool, photo_share: float, n: int = 240, seed: int = 0):
     """A CSV of `n` products over LEAVES (the two shoe leaves: 120 products under Footwear > Shoes)."""
     rng = np.random.default_rng(seed)
-    (folder / "img").mkdir(parents=True)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
     rows = ["sku,name,category,photo"]
     for i in range(n):
         k = i % len(LEAVES)
@@ -156,3 +157,26 @@ def test_the_whole_pipeline_runs_on_each_catalogue_shape(shape, db_url, factory,
         assert s.scalar(select(func.count()).select_from(Proposal)) >= 0
         assert preds.active_model_version(s).id == second != first
         assert s.get(ModelVersion, second).params["modalities"] == manifest["modalities"]
+
+
+def test_a_text_model_predicts_a_second_platforms_photo_only_products_too(db_url, factory, tmp_path, monkeypatch):
+    """A second platform's photo-only rows next to a text-trained model: every product is predicted; and when no
+    product at all has a title, `titles=True` (what predict asks for with a text model) still gives the block."""
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setitem(encoders.ENCODERS, "test-text", HashText)
+    mapping = ColumnMap.parse(["id=sku", "title=name", "path=category", "image=none", "description=none", "brand=none"])
+    ingest(write_catalogue(tmp_path / "a", text=True, photo_share=0.0), platform="shop", db_url=db_url, mapping=mapping)
+    embed(db_url, choice=EncoderChoice(text="test-text", image=None))
+    train(db_url, log=lambda *_: None)
+    photos = ColumnMap.parse(["id=sku", "title=none", "path=category", "image=photo", "description=none", "brand=none"])
+    ingest(write_catalogue(tmp_path / "b", text=False, photo_share=1.0, n=30), platform="other", db_url=db_url, mapping=photos)
+    assert predict(db_url, log=lambda *_: None) == 270
+    with factory() as s:
+        assert s.scalar(select(func.count(func.distinct(Prediction.product_id)))) == 270
+        cat = load_catalogue(s)
+    untitled = cat.subset(np.flatnonzero([not t for t in cat.titles]))
+    assert len(untitled) == 30
+    assert "title" not in catalogue_features(untitled, choice=EncoderChoice(text="test-text", image=None)).blocks
+    assert catalogue_features(untitled, choice=EncoderChoice(text="test-text", image=None), titles=True).blocks[
+        "title"
+    ].shape == (30, 32)
