@@ -1,12 +1,11 @@
 """The whole pipeline (ingest -> embed -> train -> predict -> discover -> review -> retrain) on three catalogue
-shapes: text only, photos only, text with photos for some. Stand-in encoders registered for the test (a hashed bag
-of words; a photo's mean colour) run through the real embedding cache; titles carry class words that overlap, photo
-colours overlap, so the models can be wrong and a shuffled control would fail the accuracy checks."""
+shapes: text only, photos only, text with photos for some. The stand-in encoders of test_cli_steps (hashed words;
+a photo's mean colour), registered for the test, run through the real embedding cache; titles carry class words
+that overlap, photo colours overlap, so the models can be wrong and a shuffled control would fail the accuracy checks."""
 
 from __future__ import annotations
 
 import shutil
-import zlib
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from core.steps.train import train
 from db import predictions as preds
 from db.models import ModelVersion, Prediction, Proposal, ReviewItem
 from db.session import get_sessionmaker
+from tests.core.test_cli_steps import HashedWordsText, MeanColourImage
 
 LEAVES = ["Apparel > Topwear > Shirts", "Apparel > Topwear > Tshirts", "Footwear > Shoes > Heels", "Footwear > Shoes > Flats"]
 WORDS = [
@@ -37,53 +37,6 @@ WORDS = [
 ]
 SHARED = ["classic", "new", "everyday", "soft", "smart", "casual"]
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
-
-
-class HashText(encoders.Encoder):
-    """Hashed bag of words (32-d): similar titles get similar vectors; it reads words, never a label."""
-
-    modality, id = "text", "test:hash-words:32"
-
-    def _config_dim(self) -> int:
-        return 32
-
-    def _load(self, device: str) -> None:
-        import torch
-
-        self._model = torch.nn.Identity()
-
-    def _embed_batch(self, items: list, device: str):
-        out = np.zeros((len(items), 32), np.float32)
-        for row, text in enumerate(items):
-            for word in str(text).lower().split():
-                out[row, zlib.crc32(word.encode()) % 32] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-9), np.ones(len(items), bool)
-
-
-class MeanColour(encoders.Encoder):
-    """A photo's mean colour and its spread (6-d), from the file: unreadable files come back not ok."""
-
-    modality, id = "image", "test:mean-colour:6"
-
-    def _config_dim(self) -> int:
-        return 6
-
-    def _load(self, device: str) -> None:
-        import torch
-
-        self._model = torch.nn.Identity()
-
-    def _embed_batch(self, items: list, device: str):
-        out, ok = np.zeros((len(items), 6), np.float32), np.ones(len(items), bool)
-        for row, path in enumerate(items):
-            try:
-                pixels = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
-            except OSError:
-                ok[row] = False
-                continue
-            out[row] = [*pixels.mean(axis=(0, 1)), *pixels.std(axis=(0, 1))]
-        return out, ok
 
 
 def write_catalogue(folder, *, text: bool, photo_share: float, n: int = 240, seed: int = 0):
@@ -127,8 +80,8 @@ def factory(db_url):
 def test_the_whole_pipeline_runs_on_each_catalogue_shape(shape, db_url, factory, tmp_path, monkeypatch):
     text, photo_share, image_encoder = SHAPES[shape]
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setitem(encoders.ENCODERS, "test-text", HashText)
-    monkeypatch.setitem(encoders.ENCODERS, "test-image", MeanColour)
+    monkeypatch.setitem(encoders.ENCODERS, "test-text", HashedWordsText)
+    monkeypatch.setitem(encoders.ENCODERS, "test-image", MeanColourImage)
     choice = EncoderChoice(text="test-text", image=image_encoder)
     title = ["title=name"] if text else ["title=none"]
     mapping = ColumnMap.parse(["id=sku", *title, "path=category", "image=photo", "description=none", "brand=none"])
@@ -163,7 +116,7 @@ def test_a_text_model_predicts_a_second_platforms_photo_only_products_too(db_url
     """A second platform's photo-only rows next to a text-trained model: every product is predicted; and when no
     product at all has a title, `titles=True` (what predict asks for with a text model) still gives the block."""
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setitem(encoders.ENCODERS, "test-text", HashText)
+    monkeypatch.setitem(encoders.ENCODERS, "test-text", HashedWordsText)
     mapping = ColumnMap.parse(["id=sku", "title=name", "path=category", "image=none", "description=none", "brand=none"])
     ingest(write_catalogue(tmp_path / "a", text=True, photo_share=0.0), platform="shop", db_url=db_url, mapping=mapping)
     embed(db_url, choice=EncoderChoice(text="test-text", image=None))
