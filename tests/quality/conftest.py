@@ -25,6 +25,8 @@ PLATFORM = "myntra"
 N_PRODUCTS = 3000
 MIN_PER_LEAF = 10
 N_PHOTOS = 300  # photos cost ~30/s on this machine's CPU; the rest of the slice's photos are left out
+# the classifier-versus-baseline slice: larger, so that the model's small lead is resolved (see that test)
+N_PRODUCTS_LARGE = 8000
 # discovery slice: products of one node whose next level is hidden from the pipeline
 NODE = "Footwear > Shoes"
 N_NODE = 1500
@@ -119,6 +121,14 @@ def classification_slice(tmp_path_factory, catalog_frame) -> SliceDb:
     frame = stratified_slice(catalog_frame, n=N_PRODUCTS, min_per_leaf=MIN_PER_LEAF, seed=SEED)
     frame = keep_photos(frame, n_photos=N_PHOTOS, seed=SEED)
     return build_slice(tmp_path_factory, "quality-classification", frame, embed_products=True)
+
+
+@pytest.fixture(scope="session")
+def large_classification_slice(tmp_path_factory, catalog_frame) -> SliceDb:
+    """~8,000 products stratified by leaf (every leaf >= 10), 300 of them with their photo, embedded."""
+    frame = stratified_slice(catalog_frame, n=N_PRODUCTS_LARGE, min_per_leaf=MIN_PER_LEAF, seed=SEED)
+    frame = keep_photos(frame, n_photos=N_PHOTOS, seed=SEED)
+    return build_slice(tmp_path_factory, "quality-classification-large", frame, embed_products=True)
 
 
 @pytest.fixture(scope="session")

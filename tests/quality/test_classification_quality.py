@@ -19,14 +19,17 @@ from db.session import get_sessionmaker
 pytestmark = [pytest.mark.quality, pytest.mark.timeout(600)]  # setup may build and embed a session slice
 
 # thresholds; the test's docstring gives the measured values and the margins
-MAX_DEFICIT_VS_BASELINE = 0.01
+SPLIT_SEEDS = (0, 1, 2)
+MIN_MEAN_LEAD = 0.0  # "beats": the mean lead over the split seeds must be positive
+MAX_DEFICIT_ON_ONE_SPLIT = 0.005
 MIN_HF1 = 0.955
 
 
-def held_out_hf1(url: str) -> dict[str, float]:
-    """Train and activate a model version on `url`, then hF1 on its held-out products of the production model (the
-    saved bundle, loaded back), of the TF-IDF + SVM baseline and of always predicting the fit rows' commonest path."""
-    assert train(url, log=lambda *_: None) is not None
+def held_out_hf1(url: str, *, seed: int = 0) -> dict[str, float]:
+    """Train and activate a model version on `url` (split seed `seed`), then hF1 on its held-out products of the
+    production model (the saved bundle, loaded back), of the TF-IDF + SVM baseline and of always predicting the fit
+    rows' commonest path."""
+    assert train(url, seed=seed, force=True, activate=True, log=lambda *_: None) is not None
     factory = get_sessionmaker(url)
     with factory() as s:
         version = preds.active_model_version(s)
@@ -49,27 +52,28 @@ def held_out_hf1(url: str) -> dict[str, float]:
     }
 
 
-def test_production_classifier_trails_tfidf_svm_baseline_by_at_most_a_point_on_real_slice(classification_slice, private_copy):
-    """The shipped model (`train`, then the saved bundle loaded back) against the TF-IDF + SVM baseline on the same
-    held-out products, by hF1.
+def test_production_classifier_beats_tfidf_svm_baseline_on_a_real_slice(large_classification_slice, private_copy):
+    """The shipped model (`train`, then the saved bundle loaded back) against the TF-IDF + SVM baseline fitted on the
+    same fit rows, by hF1 on the same held-out products, for three split seeds.
 
-    Measured (2026-12-01, CPU, the slice of the session fixture: 2,996 products, 109 leaves, 300 photos; split seed 0,
-    582 held out): model 0.9754, baseline 0.9719 (lead +0.0034), always-the-commonest-path 0.278. Split seeds 1 and 2
-    on the same slice: leads -0.0006 and +0.0011 (model 0.9722, 0.9676); an earlier 3,421-product slice gave leads
-    -0.0086, -0.0020, +0.0020. The shipped model's lead (+0.3 points on the full catalogue, BENCHMARKS.md) is smaller
-    than what ~600 held-out products resolve, so "beats" cannot be asserted here without flaking; at 8,222 products it
-    led on all three split seeds (+0.0010, +0.0032, +0.0054), at about twice this test's cost.
+    Measured (2026-12-01, CPU, the session's 8,222-product slice: every leaf >= 10 products, 300 photos; ~1,600
+    held out per split): model 0.9761 / 0.9802 / 0.9834, baseline 0.9757 / 0.9762 / 0.9799 (split seeds 0, 1, 2),
+    leads +0.0004 / +0.0040 / +0.0035, mean +0.0026; always-the-commonest-path 0.31. The lead is real but small (+0.3
+    points on the full catalogue, BENCHMARKS.md): on the 3,000-product slice (~600 held out) single splits went both
+    ways (-0.0006 to +0.0034), which is why this test uses the larger slice and the mean of three splits.
 
-    Thresholds: lead >= -0.01, i.e. a margin of 0.0134 below today's +0.0034 (three times the 0.004 split-to-split
-    range of the lead on this slice, and below the worst lead seen on any slice, -0.0086); hF1 >= 0.955, a margin of
-    0.020 below today's 0.9754 (the lowest hF1 seen on any slice and split was 0.9634). A majority-class predictor
-    (hF1 ~0.28) fails both by far.
+    Thresholds: mean lead > 0 (the issue's "beats"; margin 0.0026, today's mean lead); no single split trails by more
+    than 0.005 (margin 0.0054 below the worst split, +0.0004; a regression of half a point on any split fails);
+    hF1 >= 0.955 on every split, a margin of 0.021 below today's lowest (0.9761). A majority-class predictor (hF1 ~0.31)
+    fails all three by far.
     """
-    scores = held_out_hf1(private_copy(classification_slice))
-    print(f"held-out hF1 on {scores['n_test']} products: {scores}")
-    deficit = scores["baseline"] - scores["model"]
-    assert deficit <= MAX_DEFICIT_VS_BASELINE, (
-        f"production hF1 {scores['model']:.4f} trails the TF-IDF + SVM baseline {scores['baseline']:.4f} by "
-        f"{deficit:.4f} (> {MAX_DEFICIT_VS_BASELINE})"
+    url = private_copy(large_classification_slice)
+    runs = [held_out_hf1(url, seed=seed) for seed in SPLIT_SEEDS]
+    leads = [r["model"] - r["baseline"] for r in runs]
+    print(f"held-out hF1 per split seed {SPLIT_SEEDS}: {runs}; leads {[round(x, 4) for x in leads]}")
+    assert sum(leads) / len(leads) > MIN_MEAN_LEAD, (
+        f"production hF1 {[round(r['model'], 4) for r in runs]} does not beat the TF-IDF + SVM baseline "
+        f"{[round(r['baseline'], 4) for r in runs]} on average (leads {[round(x, 4) for x in leads]})"
     )
-    assert scores["model"] >= MIN_HF1, f"production hF1 {scores['model']:.4f} < {MIN_HF1}"
+    assert min(leads) >= -MAX_DEFICIT_ON_ONE_SPLIT, f"the production model trails the baseline by > 0.005 on a split: {leads}"
+    assert min(r["model"] for r in runs) >= MIN_HF1, f"production hF1 below {MIN_HF1}: {runs}"
