@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.prediction_view import prediction_frame
@@ -19,7 +19,7 @@ from core.embed.choice import EncoderChoice, chosen_encoders
 from core.steps.compare import compare_versions, current_labels, predicted_paths
 from core.steps.discover import NodeSearch
 from core.steps.maps import ALL, load_map, map_file, slug_for
-from db import actions, jobs, repo
+from db import actions, jobs, mappings, repo
 from db import predictions as preds
 from db import proposals as props
 from db.models import AuditEvent, Job, ModelVersion, Prediction, Product, Proposal
@@ -239,3 +239,66 @@ def scatter(slug: str, colour: str, depth: int) -> dict[str, Any] | None:
     path = map_file(slug)
     mtime = path.stat().st_mtime if path.exists() else 0.0
     return _scatter(db_url(), data_version(), model_key(), proposals_version(), slug, colour, depth, mtime)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _mapping_coverage(url: str, version: tuple[int, int]) -> list[dict[str, Any]]:
+    with _factory(url)() as s:
+        return mappings.coverage(s)
+
+
+def mapping_coverage() -> list[dict[str, Any]]:
+    """Per shop platform: products, mapped products, categories by mapping status (`db.mappings.coverage`)."""
+    return _mapping_coverage(db_url(), data_version())
+
+
+def mapping_platforms() -> list[str]:
+    """The shop platforms whose categories are mapped onto the master taxonomy (those that do not seed it)."""
+    return [row["platform"] for row in mapping_coverage() if not row["seeds_master"]]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _mapping_table(url: str, version: tuple[int, int], platform: str) -> list[dict[str, Any]]:
+    with _factory(url)() as s:
+        return mappings.category_table(s, platform=platform)
+
+
+def mapping_table(platform: str) -> list[dict[str, Any]]:
+    """The platform's categories with product counts and their mapping (`db.mappings.category_table`)."""
+    return _mapping_table(db_url(), data_version(), platform)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _node_sources(url: str, version: tuple[int, int]) -> dict[int, list[str]]:
+    with _factory(url)() as s:
+        return mappings.node_sources(s)
+
+
+def node_sources() -> dict[int, list[str]]:
+    """{master node id: ["platform: category path", ...]}: the confirmed mappings onto each node."""
+    return _node_sources(db_url(), data_version())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _category_samples(url: str, version: tuple[int, int], category_id: int, limit: int) -> list[dict[str, Any]]:
+    with _factory(url)() as s:
+        ids = s.scalars(
+            select(Product.id)
+            .where(Product.platform_category_id == category_id)
+            .order_by(case((Product.image_status == "ok", 0), else_=1), Product.id)
+            .limit(limit)
+        ).all()
+        return repo.product_cards(s, product_ids=list(ids))
+
+
+def category_samples(category_id: int, limit: int = 8) -> list[dict[str, Any]]:
+    """Cards of up to `limit` products of a platform category, those with a photo first."""
+    return _category_samples(db_url(), data_version(), category_id, limit)
+
+
+def audit_events(kinds: tuple[str, ...] | None = None, limit: int = 15) -> list[AuditEvent]:
+    """The newest audit events (of the actions `kinds` only, when given); not cached: an Undo shows at once."""
+    with factory()() as s:
+        events = repo.audit_history(s, limit=limit, actions=kinds)
+        s.expunge_all()
+        return events

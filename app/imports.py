@@ -27,7 +27,13 @@ from db import platforms
 from db.repo import CurationError
 
 FIELDS = {"id": "Product id", "title": "Title", "description": "Description", "brand": "Brand", "image": "Image"}
-REQUIRED = ("id", "title")
+REQUIRED = ("id",)  # and a title, or an image for a photo-only catalogue
+TITLE_OR_IMAGE = "a Title column, or an Image column for a photo-only catalogue (its products are then classified by their photo)"
+PHOTO_ONLY = (
+    "Photo-only: no Title column is mapped, so products are classified by their photo (every row needs one; "
+    "the text models are left out)."
+)
+HELP = {"title": "Leave (none) for a photo-only catalogue: map its Image column instead."}
 MODES = ("level columns", "one path column", "no category")
 ALIASES = {
     "id": ("id", "sku", "product_id", "item_id", "productid"),
@@ -293,11 +299,13 @@ def _column_box(columns: list[str], key: str, required: bool) -> None:
         index=None if required else 0,
         format_func=lambda c: "(none)" if c is None else c,
         placeholder="Pick a column",
+        help=HELP.get(key),
     )
 
 
 def mapping_form(platform: str | None, columns: list[str], remembered: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The column-mapping widgets; the mapping they make (in the stored shape), or None until id and title are picked."""
+    """The column-mapping widgets; the mapping they make (in the stored shape), or None until the id and a title or an
+    image (photo-only) are picked."""
     prefill(platform, columns, remembered)
     for column, key in zip(st.columns(len(FIELDS)), FIELDS):
         with column:
@@ -317,6 +325,8 @@ def mapping_form(platform: str | None, columns: list[str], remembered: dict[str,
     right.text_input("Separator", key="map_sep", disabled=mode != MODES[1], help="Between levels: '>' or '>>', '/', '|'...")
     mapping = _current_form()
     missing = [FIELDS[k] for k in REQUIRED if not mapping[k]]
+    if not mapping["title"] and not mapping["image"]:
+        missing.append(TITLE_OR_IMAGE)
     if mode == MODES[0] and not mapping["levels"]:
         missing.append("level columns")
     if mode == MODES[1] and (not mapping["path"] or not mapping["path_sep"].strip()):
@@ -351,6 +361,8 @@ def _known(df: pd.DataFrame, id_column: str, platform: str, source: Source) -> i
 
 def report(df: pd.DataFrame, mapping: dict[str, Any], source: Source, platform: str | None, problems: list[Problem]) -> None:
     """The validation report: every problem by row and column, or what the import will do."""
+    if not mapping["title"]:
+        st.info(PHOTO_ONLY)
     if problems:
         st.error(
             f"{len(problems)} problem(s), nothing will be imported: fix the file and upload it again, or change the mapping."

@@ -18,6 +18,7 @@ st.set_page_config(page_title="Taxonomy Curator", page_icon=":material/account_t
 PAGES = [
     st.Page(ROOT / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page(ROOT / "pages" / "taxonomy.py", title="Taxonomy", icon=":material/account_tree:"),
+    st.Page(ROOT / "pages" / "mapping.py", title="Mapping", icon=":material/compare_arrows:"),
     st.Page(ROOT / "pages" / "predictions.py", title="Predictions", icon=":material/insights:"),
     st.Page(ROOT / "pages" / "clusters.py", title="Clusters", icon=":material/scatter_plot:"),
     st.Page(ROOT / "pages" / "review.py", title="Review", icon=":material/fact_check:"),

@@ -13,13 +13,16 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from core import config, jobs
+from core.bench import cross_platform
 from core.bench import discovery as discovery_bench
 from core.bench import retrain as retrain_bench
 from core.bench import review as review_bench
 from core.bench.evaluate import evaluate, markdown_table
 from core.classify.bundle import NotEnoughData
-from core.data import fashion_mnist
+from core.data import fashion_mnist, google_taxonomy
 from core.data.ingest import ColumnMap, IngestError
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.encoders import DEFAULT_ENCODERS
@@ -27,14 +30,18 @@ from core.steps.catalogue import load_catalogue
 from core.steps.discover import discover
 from core.steps.embed import catalogue_features, embed
 from core.steps.ingest import ingest
+from core.steps.mapping import export_mappings, suggest_mappings
 from core.steps.maps import build_catalogue_map
 from core.steps.predict import predict
 from core.steps.review import run_review
+from core.steps.standard import export_feed, import_google, suggest_standard
 from core.steps.train import train
+from db import mappings as maps
 from db import proposals as props
-from db import review
-from db.repo import node_by_path
-from db.session import current_revision, get_sessionmaker, upgrade
+from db import review, standards
+from db.actions import perform
+from db.repo import CurationError, node_by_path
+from db.session import current_revision, get_sessionmaker, transaction, upgrade
 
 
 def _write_json(path: str, result) -> None:
@@ -74,6 +81,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             images_root=args.images_root,
             actor=args.actor,
             fetch_images=args.fetch_images,
+            seed_master=True if args.seed_master else None,
             progress=_tqdm_progress(),
         )
     except IngestError as exc:
@@ -138,9 +146,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.cross_platform:
+        return _evaluate_cross_platform(args)
     with get_sessionmaker(args.db)() as s:
         cat = load_catalogue(s)
-    cat = cat.subset([i for i, lab in enumerate(cat.labels) if lab is not None])
+    cat = cat.subset(np.flatnonzero(cat.trainable))
     choice = chosen_encoders()
     feats = catalogue_features(cat, choice=choice, device=args.device, progress=_tqdm_progress())
     result = evaluate(
@@ -154,6 +164,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     _write_json(args.out, result)
     print(markdown_table(result["rows"]))
+    return 0
+
+
+def _evaluate_cross_platform(args: argparse.Namespace) -> int:
+    """Leave-platform-out between two platforms of the database (`--platforms A,B`), both directions."""
+    names = tuple(p.strip() for p in (args.platforms or "").split(",") if p.strip())
+    if not names:  # the platforms whose products have master labels
+        with get_sessionmaker(args.db)() as s:
+            names = tuple(r["platform"] for r in maps.coverage(s) if r["mapped_products"])
+    if len(names) != 2:
+        print(f"evaluate --cross-platform: name two platforms with --platforms A,B (labelled: {list(names)})", file=sys.stderr)
+        return 2
+    groups = dict(spec.split("=", 1) for spec in args.group or [])
+    try:
+        result = cross_platform.run(args.db, names, group_keys=groups, per_leaf=args.per_leaf or None, seed=args.seed)
+    except ValueError as exc:
+        print(f"evaluate --cross-platform: {exc}", file=sys.stderr)
+        return 2
+    _write_json(args.out, result)
+    print(cross_platform.markdown(result))
     return 0
 
 
@@ -253,6 +283,88 @@ def cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mapping(args: argparse.Namespace) -> int:
+    try:
+        if args.target == "google":
+            return _mapping_google(args)
+        if not args.platform:
+            raise ValueError("--platform NAME is needed (the platform whose categories are mapped)")
+        if args.action == "confirm":
+            raise ValueError(
+                "platform categories are confirmed on the Mapping page (confirm on the command line: --target google)"
+            )
+        if args.action == "export":
+            out = args.out or f"{args.platform}-mapping.csv"
+            n = export_mappings(args.db, args.platform, out)
+            print(f"{n} categories of {args.platform!r} written to {out}")
+            return 0
+        rows = suggest_mappings(args.db, args.platform, store=not args.dry_run)
+    except (CurationError, ValueError) as exc:
+        print(f"mapping {args.action}: {exc}", file=sys.stderr)
+        return 2
+    for r in rows:
+        flag = "  (ambiguous)" if r["ambiguous"] else ""
+        print(f"{r['confidence']:.2f}  {r['path']}  ->  {r['master_path'] or '(no master equivalent)'}{flag}")
+    if args.out:
+        _write_json(args.out, rows)
+    return 0
+
+
+def _mapping_google(args: argparse.Namespace) -> int:
+    """The master taxonomy onto the imported Google Product Taxonomy (`taxonomy import-google` first)."""
+    if args.action == "export":
+        raise ValueError("the master taxonomy's Google categories are exported per product: `taxonomy export-feed`")
+    if args.action == "confirm":
+        return _confirm_google(args)
+    rows = suggest_standard(args.db, store=not args.dry_run)
+    for r in rows:
+        flag = "  (ambiguous)" if r["ambiguous"] else ""
+        print(f"{r['confidence']:.2f}  {r['master_path']}  ->  {r['standard_path'] or '(no Google equivalent)'}{flag}")
+    if args.out:
+        _write_json(args.out, rows)
+    return 0
+
+
+def _confirm_google(args: argparse.Namespace) -> int:
+    """Confirm suggestions: one master node's (`--node`, optionally onto `--code`), or all above `--min-confidence`;
+    each one audited, undoable action."""
+    if not args.node and args.min_confidence is None:
+        raise ValueError("mapping confirm --target google: give --node PATH [--code ID] or --min-confidence X")
+    with transaction(get_sessionmaker(args.db)) as s:
+        rows = standards.standard_table(s, standard="google")
+        if args.node:
+            node = node_by_path(s, args.node)
+            if node is None:
+                raise ValueError(f"no master category {args.node!r}")
+            chosen = [r for r in rows if r["node_id"] == node.id]
+        else:
+            chosen = [r for r in rows if r["status"] == "suggested" and (r["confidence"] or 0) >= args.min_confidence]
+        codes = {c.code: c.id for c in standards.categories_of(s, "google")} if args.code else {}
+        if args.code and args.code not in codes:
+            raise ValueError(f"no Google category with id {args.code}")
+        for r in chosen:
+            perform(
+                s, "decide_standard", actor=args.actor, standard="google", node_id=r["node_id"], category_id=codes.get(args.code)
+            )
+    print(f"{len(chosen)} master categories mapped onto Google categories")
+    return 0
+
+
+def cmd_taxonomy(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "import-google":
+            counts = import_google(args.db, args.path or google_taxonomy.DEFAULT_FILE, actor=args.actor)
+            print(f"Google Product Taxonomy: {counts['new']} new, {counts['updated']} updated, {counts['unchanged']} unchanged")
+            return 0
+        out = args.out or "google-feed.csv"
+        n = export_feed(args.db, out)
+        print(f"{n} products written to {out}")
+        return 0
+    except (CurationError, google_taxonomy.TaxonomyFileError) as exc:
+        print(f"taxonomy {args.action}: {exc}", file=sys.stderr)
+        return 2
+
+
 def _seed_and_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
@@ -265,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
     parser.add_argument("--db", default=None, help=DB_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_catalogue_commands, _model_commands, _curation_commands, _admin_commands):
+    for add in (_catalogue_commands, _model_commands, _curation_commands, _mapping_commands, _admin_commands):
         add(sub)
     for command in sub.choices.values():
         # also after the sub-command; SUPPRESS: when absent there, the value given before it (or None) stays
@@ -294,6 +406,11 @@ def _catalogue_commands(sub) -> None:
         "--fashion-mnist", action="store_true", help="ingest Fashion-MNIST (70,000 photos, 10 classes) as platform zalando"
     )
     ing.add_argument("--fashion-mnist-dir", default=str(fashion_mnist.DEFAULT_DIR), help="its IDX files (default: %(default)s)")
+    ing.add_argument(
+        "--seed-master",
+        action="store_true",
+        help="its categories are master categories (default: only the first platform ingested into an empty database)",
+    )
     ing.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
     ing.add_argument("--json", action="store_true", help="also print the full report as JSON")
     ing.set_defaults(func=cmd_ingest)
@@ -314,6 +431,15 @@ def _catalogue_commands(sub) -> None:
 def _model_commands(sub) -> None:
     ev = sub.add_parser("evaluate", help="compare baseline, single-modality, fusion and cascade models on one split")
     ev.add_argument("--out", default="benchmarks/results/classify.json")
+    ev.add_argument("--cross-platform", action="store_true", help="train on one platform, test on another (both ways)")
+    ev.add_argument("--platforms", default=None, help="--cross-platform: the two platforms, e.g. myntra,hm")
+    ev.add_argument(
+        "--group",
+        action="append",
+        metavar="PLATFORM=ATTRIBUTE",
+        help="--cross-platform: split that platform by an attribute, e.g. hm=product_code",
+    )
+    ev.add_argument("--per-leaf", type=int, default=100, help="--cross-platform: at most N products per category (0: all)")
     _seed_and_device(ev)
     ev.set_defaults(func=cmd_evaluate)
 
@@ -370,6 +496,33 @@ def _curation_commands(sub) -> None:
     ret.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
     _seed_and_device(ret)
     ret.set_defaults(func=cmd_retrain)
+
+
+def _mapping_commands(sub) -> None:
+    mpg = sub.add_parser("mapping", help="map a platform's categories onto the master taxonomy (suggest, export)")
+    mpg.add_argument("action", choices=["suggest", "export", "confirm"])
+    mpg.add_argument("--platform", default=None, help="the platform whose categories are mapped (--target master)")
+    mpg.add_argument(
+        "--target",
+        choices=["master", "google"],
+        default="master",
+        help="map a platform onto the master taxonomy (default), "
+        "or the master taxonomy onto the imported Google Product Taxonomy",
+    )
+    mpg.add_argument("--out", default=None, help="suggest: also write them as JSON; export: the CSV file")
+    mpg.add_argument("--dry-run", action="store_true", help="suggest: print, store nothing")
+    mpg.add_argument("--node", default=None, help="confirm --target google: the master category (path)")
+    mpg.add_argument("--code", default=None, help="confirm --target google: onto this Google id (default: its suggestion)")
+    mpg.add_argument("--min-confidence", type=float, default=None, help="confirm --target google: every suggestion >= X")
+    mpg.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
+    mpg.set_defaults(func=cmd_mapping)
+
+    tax = sub.add_parser("taxonomy", help="standard taxonomies: import Google's, export a shopping feed")
+    tax.add_argument("action", choices=["import-google", "export-feed"])
+    tax.add_argument("path", nargs="?", default=None, help="import-google: the taxonomy-with-ids file (default: the shared copy)")
+    tax.add_argument("--out", default=None, help="export-feed: the CSV file (default: google-feed.csv)")
+    tax.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
+    tax.set_defaults(func=cmd_taxonomy)
 
 
 def _admin_commands(sub) -> None:

@@ -2,8 +2,9 @@
 the browser session that asked for it); `run_job` executes it, writing progress and log lines to the
 jobs table, and records success or the error.
 
-Kinds: "retrain" (`core.steps.retrain.retrain`), "review" (`core.steps.review.run_review`) and "import" (the Import
-page's file: `core.steps.import_job.run_import`, ingest + embed + predict). The process runs
+Kinds: "retrain" (`core.steps.retrain.retrain`), "review" (`core.steps.review.run_review`), "import" (the Import
+page's file: `core.steps.import_job.run_import`, ingest + embed + predict) and "mapping" (the Mapping page's
+"Suggest mappings": `core.steps.mapping.suggest_mappings` for one platform). The process runs
 with this interpreter (`sys.executable`) in the repository; the project is installed (`pip install -e .`), so
 it needs no PYTHONPATH.
 """
@@ -22,12 +23,13 @@ from typing import Any
 
 from core.config import REPO_ROOT, data_dir
 from core.steps.import_job import run_import
+from core.steps.mapping import suggest_mappings
 from core.steps.retrain import retrain
 from core.steps.review import run_review
 from db import jobs
 from db.session import get_sessionmaker, transaction
 
-KINDS = ("retrain", "review", "import")
+KINDS = ("retrain", "review", "import", "mapping")
 
 
 def start(db_url: str, *, kind: str, actor: str, params: dict[str, Any] | None = None, spawn: bool = True) -> int:
@@ -94,6 +96,7 @@ STAGES = {
     "retrain": {"embed": (0.0, 0.1), "train": (0.1, 0.9), "predict": (0.9, 1.0)},
     "review": {"embed": (0.0, 0.15), "out-of-fold": (0.15, 1.0)},
     "import": {"ingest": (0.0, 0.2), "embed": (0.2, 0.8), "predict": (0.8, 1.0)},
+    "mapping": {"suggest": (0.0, 1.0)},
 }
 
 
@@ -159,7 +162,16 @@ def _import(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, 
     )
 
 
-RUNNERS: dict[str, Callable[..., Any]] = {"retrain": _retrain, "review": _review, "import": _import}
+def _mapping(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
+    """Suggest and store a mapping for every category of `params["platform"]` (decided ones keep their decision)."""
+    platform = params["platform"]
+    rows = suggest_mappings(db_url, platform, log=log, progress=progress)
+    ambiguous = sum(1 for r in rows if r["ambiguous"])
+    log(f"suggested a master category for {len(rows)} categories ({ambiguous} ambiguous)")
+    return {"platform": platform, "categories": len(rows), "ambiguous": ambiguous}
+
+
+RUNNERS: dict[str, Callable[..., Any]] = {"retrain": _retrain, "review": _review, "import": _import, "mapping": _mapping}
 
 
 def job_log_file(job_id: int) -> Path:

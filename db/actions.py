@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db import curation, review
+from db import curation, review, standards
+from db import mappings as maps
 from db import predictions as preds
 from db import proposals as props
 from db.models import AuditEvent
@@ -82,6 +83,8 @@ def undo(session: Session, *, event_id: int, actor: str) -> AuditEvent:
 
 _NOT_AGAIN = "an undo is reversed by doing the action again"
 _REINGEST = "ingest the earlier catalogue file again instead"
+_REIMPORT = "import the earlier taxonomy file again instead"
+_RESUGGEST = "suggestions change no label; confirm or reject them instead"
 
 ACTIONS: dict[str, Action] = {
     action.name: action
@@ -109,6 +112,19 @@ ACTIONS: dict[str, Action] = {
         Action("merge_proposals", "Proposals merged", props.merge_proposals, props.undo_merge_proposals),
         Action("move_out", "Products moved out of a proposal", props.move_out, props.undo_move_out),
         Action("review_decision", "Review decision", review.decide, review.undo_review_decision, relabels=True),
+        Action("confirm_mapping", "Category mapping confirmed", maps.confirm_mapping, maps.undo_mapping_decision, relabels=True),
+        Action("reject_mapping", "Category mapping rejected", maps.reject_mapping, maps.undo_mapping_decision, relabels=True),
+        Action(
+            "bulk_confirm_mappings", "Category mappings confirmed", maps.bulk_confirm, maps.undo_mapping_decision, relabels=True
+        ),
+        Action("suggest_mappings", "Category mappings suggested", maps.store_suggestions, not_undoable=_RESUGGEST),
+        Action(
+            "decide_standard", "Standard category mapping decided", standards.decide_standard, standards.undo_standard_decision
+        ),
+        Action(
+            "suggest_standard", "Standard categories suggested", standards.store_standard_suggestions, not_undoable=_RESUGGEST
+        ),
+        Action("import_standard", "Standard taxonomy imported", None, not_undoable=_REIMPORT, role="admin"),
         Action("activate_model", "Model activated", preds.activate_model_version, preds.undo_activate_model, role="admin"),
         Action("undo", "Undo", undo, not_undoable=_NOT_AGAIN, relabels=True),  # as the undone action may
         Action("ingest", "Catalogue ingested", None, not_undoable=_REINGEST, relabels=True, role="admin"),  # core.steps.ingest

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import AuditEvent, Label, Prediction, Product, Proposal, ReviewItem, TaxonomyNode
+from db.models import AuditEvent, CategoryMapping, Label, Prediction, Product, Proposal, ReviewItem, TaxonomyNode
 from db.repo import (
     CurationError,
     active_node,
@@ -200,6 +200,7 @@ def undo_add_node(session: Session, event: AuditEvent) -> None:
             "review items",
             select(ReviewItem.id).where((ReviewItem.label_node_id == node.id) | (ReviewItem.suggested_node_id == node.id)),
         ),
+        ("category mappings", select(CategoryMapping.id).where(CategoryMapping.master_node_id == node.id)),
     ]
     for what, stmt in in_use:
         if session.scalars(stmt.limit(1)).first() is not None:

@@ -26,7 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 PATH_SEP = " > "
 NODE_STATUSES = ("active", "proposed", "retired")
-LABEL_SOURCES = ("human", "model", "platform")  # priority order: the first present wins
+# priority order: the first present wins; "mapping" labels come from a confirmed category mapping (db/mappings.py)
+LABEL_SOURCES = ("human", "mapping", "model", "platform")
+PLATFORM_KINDS = ("shop", "standard")  # a standard (e.g. the Google Product Taxonomy) has categories, no products
+MAPPING_STATUSES = ("suggested", "confirmed", "rejected", "no_equivalent")
 IMAGE_STATUSES = ("ok", "none", "missing", "unreadable", "remote")
 
 
@@ -55,6 +58,25 @@ class Platform(Base):
     root: Mapped[str | None] = mapped_column(Text)  # folder image paths are relative to
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     column_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # its files' columns, remembered (db/platforms.py)
+    kind: Mapped[str] = mapped_column(String(20), default="shop", server_default="shop")
+    # its categories are master categories: ingest adds them to the master taxonomy and labels its products directly
+    seeds_master: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class PlatformCategory(Base):
+    """A category of a platform's own tree, as ingested (reference data; the master taxonomy is TaxonomyNode)."""
+
+    __tablename__ = "platform_categories"
+    __table_args__ = (UniqueConstraint("platform_id", "path", name="uq_platform_category_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("platform_categories.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(String(1000))
+    depth: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str | None] = mapped_column(String(50))  # the standard's own id (Google: its numeric category id)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Product(Base):
@@ -72,6 +94,7 @@ class Product(Base):
     image_stamp: Mapped[str | None] = mapped_column(String(100))  # size:mtime of the checked file
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     content_hash: Mapped[str] = mapped_column(String(64))
+    platform_category_id: Mapped[int | None] = mapped_column(ForeignKey("platform_categories.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -155,6 +178,49 @@ class Proposal(Base):
     created_node_id: Mapped[int | None] = mapped_column(ForeignKey("taxonomy_nodes.id"))
     run_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CategoryMapping(Base):
+    """Where a platform category goes in the master taxonomy (one row per platform category).
+
+    `master_node_id` is the suggested or confirmed master node (None for "no_equivalent"); `candidates` holds the
+    ranked suggestions [{node_id, path, score, vote, name, centroid}]; `origin` says where the mapping came from
+    (suggest, seed, human, migration).
+    """
+
+    __tablename__ = "category_mappings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_category_id: Mapped[int] = mapped_column(ForeignKey("platform_categories.id"), unique=True)
+    master_node_id: Mapped[int | None] = mapped_column(ForeignKey("taxonomy_nodes.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="suggested")
+    confidence: Mapped[float | None] = mapped_column(Float)
+    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
+    origin: Mapped[str] = mapped_column(String(50), default="suggest")
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StandardMapping(Base):
+    """Where a master node goes in a standard taxonomy (a platform of kind "standard"): one row per (standard, node)."""
+
+    __tablename__ = "standard_mappings"
+    __table_args__ = (UniqueConstraint("platform_id", "master_node_id", name="uq_standard_mapping_node"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"))
+    master_node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id"))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("platform_categories.id"))
+    status: Mapped[str] = mapped_column(String(20), default="suggested")
+    confidence: Mapped[float | None] = mapped_column(Float)
+    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
+    origin: Mapped[str] = mapped_column(String(50), default="suggest")
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AuditEvent(Base):

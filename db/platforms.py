@@ -2,9 +2,10 @@
 next month's file re-imports without mapping it again.
 
 A mapping is a plain dict (db imports nothing of core; `core.steps.import_job` turns it into a
-`core.data.ingest.ColumnMap`): {"id": COLUMN, "title": COLUMN, "description": COLUMN or None, "brand": ...,
-"image": ..., "levels": [COLUMN, ...], "path": COLUMN or None, "path_sep": ">"}. Each function is one unit of
-work: the caller runs it in one transaction (`with transaction(factory) as s:`).
+`core.data.ingest.ColumnMap`): {"id": COLUMN, "title": COLUMN or None, "description": COLUMN or None, "brand": ...,
+"image": ..., "levels": [COLUMN, ...], "path": COLUMN or None, "path_sep": ">"}; without a title (a photo-only
+catalogue) the image column is required. Each function is one unit of work: the caller runs it in one transaction
+(`with transaction(factory) as s:`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from db import repo
 from db.models import Platform, Product
 
 MAPPING_KEYS = ("id", "title", "description", "brand", "image", "levels", "path", "path_sep")
-REQUIRED_KEYS = ("id", "title")
-OPTIONAL_KEYS = ("description", "brand", "image", "path")
+REQUIRED_KEYS = ("id",)
+OPTIONAL_KEYS = ("title", "description", "brand", "image", "path")  # no title: a photo-only catalogue (an image then)
 
 
 def check_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def check_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
     for key in OPTIONAL_KEYS:
         if mapping.get(key) is not None and not isinstance(mapping[key], str):
             raise ValueError(f"the column mapping's {key!r} must be a column name or None")
+    if not _named(mapping.get("title")) and not _named(mapping.get("image")):
+        raise ValueError("the column mapping needs a column for 'title', or one for 'image' (a photo-only catalogue)")
     levels = mapping.get("levels") or []
     if not isinstance(levels, list | tuple) or not all(isinstance(c, str) and c for c in levels):
         raise ValueError("the column mapping's 'levels' must be a list of column names")
@@ -47,6 +50,10 @@ def check_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
         "levels": list(levels),
         "path_sep": sep,
     }
+
+
+def _named(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def remember_column_map(session: Session, *, platform: str, mapping: dict[str, Any]) -> Platform:

@@ -1,10 +1,18 @@
-"""Overview: catalogue counts per platform, label coverage, images, and the taxonomy tree."""
+"""Overview: catalogue counts per platform, label coverage, images, mapping coverage, and the taxonomy tree."""
 
 import plotly.express as px
 import streamlit as st
 
 from app import cache
 from app.widgets import tree_markdown
+
+MAPPING_COLUMNS = {
+    "confirmed": "confirmed",
+    "suggested": "suggested",
+    "rejected": "rejected",
+    "no_equivalent": "no equivalent",
+    "unmapped": "not suggested",
+}
 
 st.title("Overview")
 stats, rows = cache.stats(), cache.taxonomy()
@@ -40,6 +48,27 @@ st.dataframe(
     hide_index=True,
     column_config={"coverage": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent")},
 )
+
+coverage = cache.mapping_coverage()
+if any(not c["seeds_master"] for c in coverage):  # only once a second platform's categories need mapping
+    st.subheader("Mapping coverage")
+    st.caption("How much of each platform reaches the master taxonomy: products in a category with a confirmed mapping.")
+    st.dataframe(
+        [
+            {
+                "platform": c["platform"],
+                "role": "seeds the master taxonomy" if c["seeds_master"] else "mapped",
+                "products": c["products"],
+                "mapped products": c["mapped_products"],
+                "mapped": c["mapped_products"] / c["products"] if c["products"] else 0.0,
+                "categories": c["categories"],
+                **{label: c.get(status, 0) for status, label in MAPPING_COLUMNS.items()},
+            }
+            for c in coverage
+        ],
+        hide_index=True,
+        column_config={"mapped": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent")},
+    )
 
 st.subheader("Taxonomy")
 tree_tab, chart_tab = st.tabs(["Tree", "Treemap"])

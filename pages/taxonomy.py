@@ -32,6 +32,10 @@ with left:
     c1.metric("Products", f"{node['products']:,}", help=f"{node['direct']:,} directly in this category")
     c2.metric("Sub-categories", node["children"])
     c3.metric("Level", node["depth"])
+    sources = cache.node_sources().get(node_id, [])
+    if sources:  # other platforms' categories confirmed onto this node: their products are counted above
+        st.caption(f"Mapped into this category ({len(sources)}):")
+        st.text("\n".join(sources))
     confirmation()
 
     rename, move, merge, retire, add = st.tabs(["Rename", "Move", "Merge", "Retire", "Add sub-category"])

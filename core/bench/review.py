@@ -32,7 +32,7 @@ def benchmark(
     choice, projector, source = review_inputs(factory, choice=choice, device=device)
     with factory() as s:
         cat = load_catalogue(s)
-    cat = cat.subset(np.flatnonzero(cat.labelled))
+    cat = cat.subset(np.flatnonzero(cat.trainable))
     started = time.perf_counter()
     features = review_features(cat, seed=seed, choice=choice, projector=projector, device=device, progress=progress)
     feature_s = time.perf_counter() - started

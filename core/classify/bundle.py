@@ -77,8 +77,10 @@ MEMBERS: dict[str, Member] = {
     "stage2": Member(StackedFusion, "stage2", takes_device=True),
 }
 # a stage without text has no SVM to stack with: it is the neural model itself
-NEURAL_STAGE = {"stage1": Member(HierarchicalClassifier, "stage1", takes_device=True),
-                "stage2": Member(HierarchicalClassifier, "stage2", takes_device=True)}
+NEURAL_STAGE = {
+    "stage1": Member(HierarchicalClassifier, "stage1", takes_device=True),
+    "stage2": Member(HierarchicalClassifier, "stage2", takes_device=True),
+}
 MIN_PHOTOS = 10  # photos among the fit rows for an image model
 MIN_PAIRS = 50  # title-photo pairs among the fit rows for the joint (title-photo) aligner
 MIN_LABELLED = 20
@@ -153,7 +155,8 @@ def check_enough(cat: Catalogue) -> None:
         problems.append("no product has a title or a photo")
     if problems:
         raise NotEnoughData(
-            "not enough data to train: " + "; ".join(problems)
+            "not enough data to train: "
+            + "; ".join(problems)
             + f". Ingest more labelled products (a few per category, {MIN_PER_LEAF_HINT}+ is a useful minimum) "
             "or map a platform's categories onto the master taxonomy."
         )
@@ -297,8 +300,10 @@ class ModelBundle:
             stacking=stacking,
             metrics=metrics,
             modalities={"text": plan.text, "image": plan.image, "joint": plan.joint, "skipped": plan.skipped},
-            members={n: ("stacked" if isinstance(m, StackedFusion) else "neural") if n.startswith("stage") else "part"
-                     for n, m in self.members.items()},
+            members={
+                n: ("stacked" if isinstance(m, StackedFusion) else "neural") if n.startswith("stage") else "part"
+                for n, m in self.members.items()
+            },
         )
 
     def _cached(self, kind: str, key: str, fit: Callable[[], Any], member: str, log: Log) -> Any:
@@ -356,12 +361,21 @@ class ModelBundle:
         if plan.stage2_inputs:
             specs.append(ModelSpec(STAGE2, "late", plan.stage2_inputs))
         with ThreadPoolExecutor(3) as pool:
-            svm_job = pool.submit(
-                add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=self.seed
-            ) if plan.text else None
+            svm_job = (
+                pool.submit(add_svm, feats, cat.titles, cat.labels, split.fit, descriptions=cat.descriptions, seed=self.seed)
+                if plan.text
+                else None
+            )
             jobs = [
                 pool.submit(
-                    fit_model, spec, feats, cat.labels, split.fit, tree=tree, seed=self.seed, device=self.device,
+                    fit_model,
+                    spec,
+                    feats,
+                    cat.labels,
+                    split.fit,
+                    tree=tree,
+                    seed=self.seed,
+                    device=self.device,
                     **self.train_options,
                 )
                 for spec in specs
@@ -423,10 +437,11 @@ class ModelBundle:
         return feats
 
     def predict(self, cat: Catalogue, feats: Features) -> CascadeResult:
-        """The cascade's placement of every product of `cat` (every prediction a valid path)."""
+        """The cascade's placement of every product of `cat` (every prediction a valid path); a product labelled at
+        an inner node (its platform category mapped onto a common ancestor) is placed below that node."""
         feats = self.features(cat, feats)
         X, masks = inputs(feats, self.manifest.feature_keys, np.arange(len(cat)))
-        return self.cascade.predict(X, masks=masks)
+        return self.cascade.predict(X, masks=masks, within=self.tree.within(cat.labels))
 
     # ------------------------------------------------------------------ storage
 

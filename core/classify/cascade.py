@@ -45,9 +45,9 @@ def _split_inputs(stage, X: dict, masks: dict | None) -> tuple[dict, dict | None
     return xs, None if masks is None else {m: masks[m] for m in stage.modalities if m in masks}
 
 
-def _predict(stage, X: dict, masks: dict | None) -> HierarchicalPrediction:
+def _predict(stage, X: dict, masks: dict | None, within: np.ndarray | None = None) -> HierarchicalPrediction:
     xs, ms = _split_inputs(stage, X, masks)
-    return stage.predict(xs, masks=ms)
+    return stage.predict(xs, masks=ms) if within is None else stage.predict(xs, masks=ms, within=within)
 
 
 def _rows(X: dict, masks: dict | None, rows: np.ndarray) -> tuple[dict, dict | None]:
@@ -78,21 +78,24 @@ class TwoStageCascade:
             raise ValueError("the two stages were trained on different taxonomies")
         self.stage1, self.stage2, self.threshold = stage1, stage2, threshold
 
-    def predict(self, X: dict[str, np.ndarray], *, masks: dict[str, np.ndarray] | None = None) -> CascadeResult:
+    def predict(
+        self, X: dict[str, np.ndarray], *, masks: dict[str, np.ndarray] | None = None, within: np.ndarray | None = None
+    ) -> CascadeResult:
         """Two-stage prediction.
 
         Args:
             X: modality name -> `(N, D_m)`; must hold the inputs of both stages.
             masks: modality name -> `(N,) bool` presence masks.
+            within: `(N, depth)` node prefix each path must start with (-1: free), see `TaxonomyTree.within`.
 
         Returns:
             `CascadeResult`; stage 2 runs only on the routed rows.
         """
-        first = _predict(self.stage1, X, masks)
+        first = _predict(self.stage1, X, masks, within)
         routed = route(first.path_conf, threshold=self.threshold)
         merged = first.take(np.arange(len(first)))  # a copy
         if routed.any():
-            second = _predict(self.stage2, *_rows(X, masks, routed))
+            second = _predict(self.stage2, *_rows(X, masks, routed), None if within is None else within[routed])
             merged.nodes[routed], merged.level_conf[routed] = second.nodes, second.level_conf
             merged.path_conf[routed] = second.path_conf
         return CascadeResult(merged, np.where(routed, 2, 1).astype(np.int8))

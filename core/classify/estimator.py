@@ -181,19 +181,25 @@ class HierarchicalClassifier:
         return marginal_probs(self.predict_log_conditionals(X, masks=masks), self.tree_)
 
     def predict(
-        self, X: dict[str, np.ndarray], *, masks: dict | None = None, beam_width: int | None = None
+        self,
+        X: dict[str, np.ndarray],
+        *,
+        masks: dict | None = None,
+        beam_width: int | None = None,
+        within: np.ndarray | None = None,
     ) -> HierarchicalPrediction:
         """Best valid path per product.
 
         Args:
             X: modality name -> `(N, D_m)`. masks: modality name -> `(N,) bool`.
             beam_width: overrides the constructor's default.
+            within: `(N, depth)` node prefix each path must start with (-1: free), see `TaxonomyTree.within`.
 
         Returns:
             `HierarchicalPrediction` with `nodes (N, depth)`, `level_conf (N, depth)`, `path_conf (N,)`.
         """
         width = beam_width or self.params["beam_width"]
-        return decode(self.predict_log_conditionals(X, masks=masks), self.tree_, beam_width=width)
+        return decode(self.predict_log_conditionals(X, masks=masks), self.tree_, beam_width=width, within=within)
 
     def predict_paths(self, X: dict[str, np.ndarray], *, masks: dict | None = None) -> list[Path_]:
         """Best valid path per product as tuples of names."""

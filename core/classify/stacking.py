@@ -98,9 +98,16 @@ class StackedFusion:
         _, self.temperature, self.alpha = best
         return self
 
-    def predict(self, X: dict, *, masks: dict | None = None, beam_width: int | None = None) -> HierarchicalPrediction:
-        """The most probable whole path under the combined distribution, with per-level conditional confidences."""
+    def predict(
+        self, X: dict, *, masks: dict | None = None, beam_width: int | None = None, within: np.ndarray | None = None
+    ) -> HierarchicalPrediction:
+        """The most probable whole path under the combined distribution (below `within`'s prefix where given, see
+        `TaxonomyTree.within`), with per-level conditional confidences."""
         lp = self._combine(*self._parts(X, masks), self.temperature, self.alpha)
+        if within is not None:
+            off = ((within[:, None, :] >= 0) & (self.leaves_[None, :, :] != within[:, None, :])).any(2)
+            lp = np.where(off, -np.inf, lp)
+            lp = lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)  # renormalised below the prefix
         probs = np.exp(lp)
         best = lp.argmax(1)
         nodes = self.leaves_[best]

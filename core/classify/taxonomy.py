@@ -104,6 +104,18 @@ class TaxonomyTree:
             paths.append(self.levels[valid[-1]][row[valid[-1]]] if len(valid) else ())
         return paths
 
+    def within(self, labels: Sequence[Sequence[str] | None]) -> np.ndarray | None:
+        """`(N, depth) int64` prefixes that predictions must stay below: the node of each label that is an inner node
+        of this tree (a category mapped onto a common ancestor), -1 elsewhere; None when no label is one."""
+        out = np.full((len(labels), self.depth), -1, dtype=np.int64)
+        for row, label in enumerate(labels):
+            path = tuple(label or ())
+            if not path or len(path) > self.depth or path not in self._index[len(path) - 1]:
+                continue
+            if self.has_children[len(path) - 1][self._index[len(path) - 1][path]]:
+                out[row] = self.encode([path])[0]
+        return out if (out >= 0).any() else None
+
     def leaf_paths(self) -> np.ndarray:
         """All root-to-leaf paths as node indices, `(P, depth) int64`, -1 past the end."""
         leaves = [p for level in self.levels for p in level]
@@ -190,7 +202,21 @@ def conditional_log_probs(level_logits: Sequence[np.ndarray], tree: TaxonomyTree
     return out
 
 
-def decode(cond_log_probs: Sequence[np.ndarray], tree: TaxonomyTree, *, beam_width: int = 1) -> HierarchicalPrediction:
+def constrain(cond_log_probs: Sequence[np.ndarray], within: np.ndarray | None) -> list[np.ndarray]:
+    """`cond_log_probs` with every node off the forced prefix `within (N, depth)` (-1: free) at -inf."""
+    if within is None:
+        return list(cond_log_probs)
+    out = []
+    for level, logp in enumerate(cond_log_probs):
+        forced = within[:, level]
+        keep = (forced[:, None] < 0) | (np.arange(logp.shape[1])[None, :] == forced[:, None])
+        out.append(np.where(keep, logp, -np.inf))
+    return out
+
+
+def decode(
+    cond_log_probs: Sequence[np.ndarray], tree: TaxonomyTree, *, beam_width: int = 1, within: np.ndarray | None = None
+) -> HierarchicalPrediction:
     """Best valid path per row, greedy (`beam_width=1`) or by beam search over path log-probability.
 
     A path ends at a node without children. With `beam_width` at least the number of leaves the search
@@ -200,10 +226,12 @@ def decode(cond_log_probs: Sequence[np.ndarray], tree: TaxonomyTree, *, beam_wid
         cond_log_probs: per level `(N, n_L)` log P(node | parent), from `conditional_log_probs`.
         tree: the taxonomy.
         beam_width: number of partial paths kept per row.
+        within: `(N, depth)` node prefix each row's path must start with (-1: free), see `TaxonomyTree.within`.
 
     Returns:
         `HierarchicalPrediction`, every row a valid path of `tree`.
     """
+    cond_log_probs = constrain(cond_log_probs, within)
     n = len(cond_log_probs[0])
     first = cond_log_probs[0]
     k = min(beam_width, first.shape[1])

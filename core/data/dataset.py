@@ -39,6 +39,18 @@ class Catalogue:
         """(N,) bool."""
         return np.array([lab is not None for lab in self.labels], dtype=bool)
 
+    @property
+    def at_inner_node(self) -> np.ndarray:
+        """(N,) bool: labelled at a node that other labels go below (a platform category mapped onto a common
+        ancestor): such a label says where the product is, not which leaf, so training leaves it out."""
+        prefixes = {lab[:d] for lab in self.labels if lab for d in range(1, len(lab))}
+        return np.array([lab is not None and tuple(lab) in prefixes for lab in self.labels], dtype=bool)
+
+    @property
+    def trainable(self) -> np.ndarray:
+        """(N,) bool: labelled at a leaf (what training, review scoring and evaluation use)."""
+        return self.labelled & ~self.at_inner_node
+
     def subset(self, rows: np.ndarray) -> Catalogue:
         rows = np.asarray(rows)
         pick = lambda xs: [xs[i] for i in rows]  # noqa: E731

@@ -105,7 +105,7 @@ class IngestReport:
         return (
             f"{self.file}: {self.rows} rows -> {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged"
             f" products; {self.labels_added} labels added, {self.labels_changed} changed; {self.nodes_created}"
-            f" categories created; images {self.image_status} ({self.images_checked} checked) in {self.seconds:.1f}s"
+            f" master categories created; images {self.image_status} ({self.images_checked} checked) in {self.seconds:.1f}s"
         ) + "".join(f"\nnote: {note}" for note in self.notes)
 
 

@@ -236,12 +236,12 @@ def review_features(
 
 
 def score_catalogue(cat, *, folds: int = 4, seed: int = 0, device=None, progress: Progress | None = None, features=None):
-    """Issue scores of every labelled product of `cat` (rows where a label exists).
+    """Issue scores of every product of `cat` labelled at a leaf (`Catalogue.trainable`).
 
     Returns:
         (rows, IssueScores): the scored row indices of `cat` and their scores.
     """
-    rows = np.flatnonzero(cat.labelled)
+    rows = np.flatnonzero(cat.trainable)
     X, masks, _ = features if features is not None else review_features(cat, seed=seed, device=device, progress=progress)
     labels = [cat.labels[i] for i in rows]
     tree, marginals = out_of_fold_marginals(

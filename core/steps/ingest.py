@@ -1,8 +1,13 @@
 """Ingest a catalogue file (Parquet or CSV, plus images) into the taxonomy database.
 
 Validate everything first (`core.data.ingest`) and report every problem with file, row and column; then upsert
-products keyed by (platform, product id), import the platform's own category paths as taxonomy nodes and
-`platform` labels, and check images, all in one transaction: a failed ingest changes nothing.
+products keyed by (platform, product id), import the platform's own category tree (`db.mappings`), and check
+images, all in one transaction: a failed ingest changes nothing.
+
+The master taxonomy grows only from the platform that seeds it (the first one ingested into an empty database,
+or one ingested with `seed_master=True`): its categories become master nodes and its products get `platform`
+labels. Any other platform's products get master labels only through its confirmed category mappings
+(`python -m core mapping suggest`, the Mapping page); ingest keeps those labels in step with the file.
 Re-running on the same file changes nothing and skips image files that did not change.
 """
 
@@ -28,8 +33,8 @@ from core.data.ingest import (
     read_catalog,
     validate,
 )
-from db import repo
-from db.models import Label, Product, utcnow
+from db import mappings, repo
+from db.models import Label, Product, TaxonomyNode, utcnow
 from db.session import get_sessionmaker, transaction
 
 
@@ -43,6 +48,7 @@ def ingest(
     images_root: str | Path | None = None,
     actor: str = "ingest",
     fetch_images: bool = False,
+    seed_master: bool | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Validate and upsert a catalogue into the database in one transaction.
@@ -56,6 +62,8 @@ def ingest(
         images_root: folder image paths are relative to (default: the catalogue file's folder).
         fetch_images: download photos given as http(s) URLs first (`core.data.fetch`: bounded size, timeout,
             image content types only, resumable); without it such products stay text-only until fetched.
+        seed_master: the platform's categories are master categories (default: when it already seeds the
+            master taxonomy, or the master taxonomy is still empty).
         progress: called as progress(stage, done, total).
 
     Returns:
@@ -75,7 +83,7 @@ def ingest(
     index = fetch(urls, progress=progress) if fetch_images and urls else FetchIndex()  # network outside the transaction
     resolve_remote_images(records, index, report=report, fetched=fetch_images)
     with transaction(get_sessionmaker(db_url or database_url())) as session:
-        _upsert(session, records, root=root, report=report, actor=actor, progress=progress)
+        _upsert(session, records, root=root, report=report, actor=actor, progress=progress, seed_master=seed_master)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -104,25 +112,50 @@ def resolve_remote_images(records, index: FetchIndex, *, report: IngestReport, f
         )
 
 
-def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, progress: Progress | None) -> None:
+def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, progress: Progress | None, seed_master) -> None:
     plat = repo.get_or_create_platform(session, name=report.platform, root=str(root.resolve()))
+    if seed_master is None:
+        seed_master = plat.seeds_master or session.scalar(select(TaxonomyNode.id).limit(1)) is None
+    plat.seeds_master = plat.seeds_master or bool(seed_master)
     existing = {
         r.external_id: r
         for r in session.execute(
             select(
-                Product.id, Product.external_id, Product.content_hash, Product.image, Product.image_stamp, Product.image_status
+                Product.id,
+                Product.external_id,
+                Product.content_hash,
+                Product.image,
+                Product.image_stamp,
+                Product.image_status,
+                Product.platform_category_id,
             ).where(Product.platform_id == plat.id)
         )
     }
     _apply_image_checks(records, existing, root=root, report=report, progress=progress)
+    categories = _write_categories(session, plat.id, records)
     _write_products(session, plat.id, records, existing, report=report, progress=progress)
-    _write_labels(session, plat.id, records, report=report, actor=actor)
+    if plat.seeds_master:
+        _write_labels(session, plat.id, records, categories, report=report, actor=actor)
+    else:
+        _write_mapped_labels(session, plat.name, categories, report=report, actor=actor)
     report.not_in_file = len(set(existing) - {r["external_id"] for r in records})
     statuses = report.image_status
     for rec in records:
         statuses[rec["image_status"]] = statuses.get(rec["image_status"], 0) + 1
     if report.inserted or report.updated or report.labels_added or report.labels_changed or report.nodes_created:
         repo.write_audit(session, actor=actor, action="ingest", summary=report.summary(), after=report.as_dict())
+
+
+def _write_categories(session, platform_id: int, records) -> dict[tuple[str, ...], int]:
+    """The platform's own category tree from the records' paths; sets each record's `platform_category_id`."""
+    cache: dict = {}
+    ids: dict[tuple[str, ...], int] = {}
+    for rec in records:
+        path = tuple(rec["path"]) if rec["path"] else None
+        if path and path not in ids:
+            ids[path] = mappings.ensure_category(session, platform_id, path, cache).id
+        rec["platform_category_id"] = ids.get(path) if path else None
+    return ids
 
 
 def _apply_image_checks(records, existing, *, root: Path, report: IngestReport, progress: Progress | None) -> None:
@@ -152,7 +185,17 @@ def _apply_image_checks(records, existing, *, root: Path, report: IngestReport, 
 
 
 def _write_products(session, platform_id: int, records, existing, *, report: IngestReport, progress: Progress | None) -> None:
-    cols = ("title", "description", "brand", "image", "attributes", "content_hash", "image_status", "image_stamp")
+    cols = (
+        "title",
+        "description",
+        "brand",
+        "image",
+        "attributes",
+        "content_hash",
+        "image_status",
+        "image_stamp",
+        "platform_category_id",
+    )
     new, changed = [], []
     for rec in records:
         old = existing.get(rec["external_id"])
@@ -163,6 +206,7 @@ def _write_products(session, platform_id: int, records, existing, *, report: Ing
             old.content_hash != rec["content_hash"]
             or old.image_status != rec["image_status"]
             or old.image_stamp != rec["image_stamp"]
+            or old.platform_category_id != rec["platform_category_id"]
         ):
             changed.append({"id": old.id, "updated_at": utcnow(), **values})
     for start in range(0, len(new), 5000):
@@ -175,7 +219,9 @@ def _write_products(session, platform_id: int, records, existing, *, report: Ing
     report.unchanged = len(records) - len(new) - len(changed)
 
 
-def _write_labels(session, platform_id: int, records, *, report: IngestReport, actor: str) -> None:
+def _write_labels(session, platform_id: int, records, categories, *, report: IngestReport, actor: str) -> None:
+    """A master-seeding platform: its paths become master nodes, its products get `platform` labels, and each of its
+    categories a confirmed identity mapping."""
     ids = dict(session.execute(select(Product.external_id, Product.id).where(Product.platform_id == platform_id)).all())
     current = {
         r.product_id: r
@@ -186,12 +232,13 @@ def _write_labels(session, platform_id: int, records, *, report: IngestReport, a
         )
     }
     cache: dict = {}
-    new, changed = [], []
+    new, changed, pairs = [], [], {}
     for rec in records:
         if not rec["path"]:
             continue
         node, created = repo.ensure_path(session, rec["path"], cache)
         report.nodes_created += created
+        pairs[rec["platform_category_id"]] = node.id
         pid = ids[rec["external_id"]]
         old = current.get(pid)
         if old is None:
@@ -202,4 +249,20 @@ def _write_labels(session, platform_id: int, records, *, report: IngestReport, a
         session.execute(insert(Label), new)
     if changed:
         session.execute(update(Label), changed)
+    mappings.seed_mappings(session, pairs.items())
     report.labels_added, report.labels_changed = len(new), len(changed)
+
+
+def _write_mapped_labels(session, platform: str, categories, *, report: IngestReport, actor: str) -> None:
+    """Another platform: master labels only from its confirmed mappings; the report says what is still unmapped."""
+    touched = mappings.sync_mapping_labels(session, categories.values(), actor=actor)
+    report.labels_added = sum(1 for _, old in touched if old is None)
+    report.labels_changed = len(touched) - report.labels_added
+    mapped = mappings.mapped_targets(session, categories.values())
+    unmapped = [c for c in categories.values() if c not in mapped]
+    if unmapped:
+        report.notes.append(
+            f"{len(unmapped)} of {len(categories)} categories of {platform!r} have no confirmed master mapping: their "
+            f"products stay out of training until mapped (`python -m core mapping suggest --platform {platform}`, "
+            "then confirm on the Mapping page)"
+        )

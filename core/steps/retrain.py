@@ -38,7 +38,7 @@ def retrain(
     started = time.perf_counter()
     factory = get_sessionmaker(db_url)
     everyone = load_products(factory, labelled_only=False)
-    labelled = np.flatnonzero(everyone.labelled)
+    labelled = np.flatnonzero(everyone.trainable)
     check_enough(everyone.subset(labelled))
     bundle, fit_feats = fit_bundle(factory, everyone.subset(labelled), seed=seed, device=device, progress=progress, log=log)
     feats = (

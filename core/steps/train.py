@@ -29,10 +29,13 @@ Log = Callable[[str], None]
 
 
 def load_products(factory, *, labelled_only: bool) -> Catalogue:
-    """Every product of the database (or only the labelled ones) with its current effective label."""
+    """Every product of the database (or only those labelled at a leaf) with its current effective label.
+
+    `labelled_only` leaves out the products labelled at an inner node (`Catalogue.at_inner_node`: their platform
+    category maps onto a common ancestor): they are predicted like unlabelled ones."""
     with factory() as s:
         cat = load_catalogue(s)
-    return cat.subset(np.flatnonzero(cat.labelled)) if labelled_only else cat
+    return cat.subset(np.flatnonzero(cat.trainable)) if labelled_only else cat
 
 
 def fit_bundle(factory, cat: Catalogue, *, seed: int = 0, device=None, progress: Progress | None = None, log: Log = print):

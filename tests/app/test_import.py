@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from app import imports
@@ -32,6 +33,12 @@ A1,Blue running shoe,Footwear >> Shoes,blue
 A2,Red summer sandal,Footwear >> Sandals,red
 A3,Steel watch,Accessories >> Jewellery,grey
 A5,Canvas sneaker,Footwear >> Shoes,white
+"""
+PHOTOS = {"Z1": (200, 30, 30), "Z2": (30, 200, 30), "Z3": (30, 30, 200)}  # a photo-only catalogue, Fashion-MNIST's shape
+PHOTO_ONLY = """id,file,category
+Z1,img/Z1.png,Trouser
+Z2,img/Z2.png,Sneaker
+Z3,img/Z3.png,Bag
 """
 BAD = """sku,name,category
 B1,Blue shoe,Footwear > Shoes
@@ -70,6 +77,13 @@ def write(tmp_path, name: str, text: str):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_photos(folder, colours: dict[str, tuple[int, int, int]]) -> None:
+    """A real 8x8 PNG of each colour, as img/<id>.png."""
+    (folder / "img").mkdir(exist_ok=True)
+    for pid, colour in colours.items():
+        Image.new("RGB", (8, 8), colour).save(folder / "img" / f"{pid}.png")
 
 
 def open_file(path):
@@ -233,9 +247,56 @@ def test_import_remembers_the_mapping_and_next_months_file_reimports_in_two_step
     with get_sessionmaker(import_env)() as s:
         result = s.scalar(select(Job).order_by(Job.id.desc())).params["result"]
         assert s.scalar(select(func.count(Product.id))) == 5 and s.scalar(select(func.count(Label.id))) == 5
-    # A2's title changed (updated), A3 only moved (its label changed), A1 as it was, A4 not in the file
-    assert (result["inserted"], result["updated"], result["unchanged"], result["not_in_file"]) == (1, 1, 2, 1)
+    # A2's title changed and A3 moved to another of its platform's categories (both updated; A3's label changed),
+    # A1 as it was, A4 not in the file
+    assert (result["inserted"], result["updated"], result["unchanged"], result["not_in_file"]) == (1, 2, 1, 1)
     assert result["labels_changed"] == 1
+
+
+def test_a_photo_only_catalogue_maps_without_a_title_imports_and_its_mapping_is_remembered(
+    import_env, tmp_path, no_spawn, stub_embed
+):
+    write_photos(tmp_path, PHOTOS)
+    at = open_file(write(tmp_path, "no_photo.csv", PHOTO_ONLY.replace("img/Z2.png", "")))
+    assert at.selectbox(key="map_title").value is None and at.selectbox(key="map_image").value is None  # not guessable
+    at.selectbox(key="map_image").set_value("file").run()
+    at.text_input(key="import_new_platform").set_value("zalando2").run()
+    assert imports.PHOTO_ONLY in [i.value for i in at.info]  # what happens, in the report
+    assert at.dataframe[1].value[["row", "column"]].values.tolist() == [[2, "file"]]  # a photo-only row needs its photo
+    assert "nothing to classify" in at.dataframe[1].value["problem"][0] and at.button(key="import_btn").disabled
+
+    at.text_input(key="import_path").set_value(str(write(tmp_path, "zalando.csv", PHOTO_ONLY))).run()  # the fixed file
+    assert at.success[0].value == "3 rows checked: no problems." and imports.PHOTO_ONLY in [i.value for i in at.info]
+    press_import(at, import_env)
+    with get_sessionmaker(import_env)() as s:
+        rows = s.execute(select(Product.external_id, Product.title, Product.image_status)).all()
+        remembered = platforms.column_map(s, platform="zalando2")
+    assert sorted(rows) == [("Z1", "", "ok"), ("Z2", "", "ok"), ("Z3", "", "ok")]
+    assert products(import_env) == {"Z1": ("", "Trouser"), "Z2": ("", "Sneaker"), "Z3": ("", "Bag")}
+    assert (remembered["id"], remembered["title"], remembered["image"], remembered["path"]) == ("id", None, "file", "category")
+
+    again = open_file(tmp_path / "zalando.csv")  # a new session: the platform and its photo-only mapping come back
+    assert again.selectbox(key="import_platform").value == "zalando2"
+    assert again.selectbox(key="map_title").value is None and again.selectbox(key="map_image").value == "file"
+    assert "Into platform zalando2: 0 new products, 3 already there (updated where they changed)." in [
+        t.value for t in again.text
+    ]
+
+
+def test_a_mapping_with_neither_title_nor_image_is_refused_saying_what_is_needed(import_env, tmp_path, no_spawn):
+    write_photos(tmp_path, PHOTOS)
+    at = open_file(write(tmp_path, "shop.csv", "sku,name,photo,category\nZ1,Red bag,img/Z1.png,Bag\n"))
+    at.text_input(key="import_new_platform").set_value("shop2").run()
+    assert at.success[0].value == "1 rows checked: no problems."  # title and image guessed from the names
+    at.selectbox(key="map_title").set_value(None).run()
+    at.selectbox(key="map_image").set_value(None).run()
+    assert [i.value for i in at.info][0] == f"Still to pick: {imports.TITLE_OR_IMAGE}."
+    assert "Image column for a photo-only catalogue" in imports.TITLE_OR_IMAGE
+    assert not at.success and "import_btn" not in [b.key for b in at.button]  # no report, nothing to press
+    at.selectbox(key="map_image").set_value("photo").run()  # a photo alone is enough
+    assert at.success[0].value == "1 rows checked: no problems." and not at.button(key="import_btn").disabled
+    with get_sessionmaker(import_env)() as s:
+        assert s.scalar(select(func.count(Product.id))) == 0 and no_spawn == []
 
 
 def test_the_form_survives_a_run_without_a_file(import_env, tmp_path):

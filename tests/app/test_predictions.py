@@ -1,10 +1,14 @@
-"""The Predictions page: the active model's placements, filtered, and the CSV its Export button serves."""
+"""The Predictions page: the active model's placements, filtered (by agreement, confidence, platform), and the CSV
+its Export button serves."""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from db import predictions as preds
+from db.session import get_sessionmaker, transaction
 from tests.app.helpers import RIGHT_CONFIDENCE, WRONG_CONFIDENCE, run_page, served_csv, slice_paths
+from tests.app.mapping_data import HM, SHOP, make_world
 
 
 def test_predictions_page_without_a_model_explains_what_to_do(app_env):
@@ -50,3 +54,32 @@ def test_predictions_export_button_serves_the_filtered_rows_as_csv(with_predicti
     assert all(r["label"] == r["predicted"] == paths[r["external_id"]] and r["agrees"] == "True" for r in rows)
     depth = {e: len(p.split(" > ")) for e, p in paths.items()}
     assert all(abs(float(r["confidence"]) - RIGHT_CONFIDENCE ** depth[r["external_id"]]) < 1e-9 for r in rows)
+
+
+def test_predictions_page_platform_filter_keeps_only_that_platforms_products(tmp_path, monkeypatch):
+    world = make_world(tmp_path)
+    shirts = "Apparel > Topwear > Shirts".split(" > ")
+    with transaction(get_sessionmaker(world.url)) as s:  # every product of both platforms predicted a shirt
+        version = preds.register_model_version(s, name="late-fusion", metrics={"hf1": 0.9}, params={}, artifact=None)
+        preds.activate_model_version(s, version_id=version.id, actor="test")
+        rows = [
+            {
+                "product_id": pid,
+                "level": k + 1,
+                "node_id": world.nodes[" > ".join(shirts[: k + 1])],
+                "confidence": 0.9,
+                "stage": 1,
+            }
+            for pid in world.pids.values()
+            for k in range(len(shirts))
+        ]
+        preds.replace_predictions(s, model_version_id=version.id, rows=rows)
+    monkeypatch.setenv("DATABASE_URL", world.url)
+    at = run_page("predictions")
+    assert at.multiselect(key="pred_platforms").options == ["hm", "shop"]
+    assert {m.label: m.value for m in at.metric}["Products"] == str(len(HM) + len(SHOP))
+    for platform, rows_of in (("hm", HM), ("shop", SHOP)):
+        at.multiselect(key="pred_platforms").set_value([platform]).run()
+        assert {m.label: m.value for m in at.metric}["Products"] == str(len(rows_of))
+        table = at.dataframe[0].value
+        assert sorted(table["external_id"]) == sorted(sku for sku, _, _ in rows_of) and set(table["platform"]) == {platform}

@@ -1,14 +1,16 @@
-"""The Taxonomy page: confirmed curation actions, refusals, the product grid, and Undo in the history."""
+"""The Taxonomy page: confirmed curation actions, refusals, the product grid, what other platforms map into a node,
+and Undo in the history."""
 
 from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import select
 
-from db import repo
+from db import mappings, repo
 from db.models import AuditEvent, TaxonomyNode
-from db.session import get_sessionmaker
+from db.session import get_sessionmaker, transaction
 from tests.app.helpers import external_ids, label_path, node_id, run_page, slice_paths
+from tests.app.mapping_data import SHOP, hm_products, make_world
 
 
 def test_rename_with_confirmation_then_undo(app_env, tree):
@@ -80,3 +82,20 @@ def test_product_grid_shows_the_node_products(app_env, tree):
     at.selectbox(key="tax_node").set_value(node_id(app_env, leaf)).run()
     captions = [c.value for c in at.caption]
     assert sum(leaf in c for c in captions) == min(tree.products(leaf), 18)
+
+
+def test_a_master_node_lists_what_maps_into_it_and_counts_those_products(tmp_path, monkeypatch):
+    world = make_world(tmp_path)
+    tee, tshirts = "Garment Upper body > T-shirt", "Apparel > Topwear > Tshirts"
+    with transaction(get_sessionmaker(world.url)) as s:
+        mappings.confirm_mapping(s, category_id=world.cats[tee], node_id=world.nodes[tshirts], actor="ana")
+    monkeypatch.setenv("DATABASE_URL", world.url)
+    at = run_page("taxonomy")
+    at.selectbox(key="tax_node").set_value(world.nodes[tshirts]).run()
+    own = sum(1 for _, _, path in SHOP if path == tshirts)
+    assert {m.label: m.value for m in at.metric}["Products"] == str(own + len(hm_products(tee)))
+    assert f"hm: {tee}" in [t.value for t in at.text]
+    at.selectbox(key="tax_node").set_value(world.nodes["Apparel > Topwear > Shirts"]).run()  # nothing maps into it
+    assert not [t.value for t in at.text if t.value.startswith("hm: ")]
+    roots = sorted(o.rsplit(" (", 1)[0] for o in at.selectbox(key="tax_node").options if " > " not in o)
+    assert roots == sorted({p.split(" > ")[0] for _, _, p in SHOP})  # the master tree gained no root of hm's

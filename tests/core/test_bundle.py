@@ -138,3 +138,20 @@ def test_too_little_data_is_refused_with_counts_and_what_is_needed(tmp_path):
     cat.labels = [("Apparel", "Tops")] * 60
     with pytest.raises(NotEnoughData, match=r"1 category in use \(at least 2 needed"):
         fit(cat, feats, tmp_path)
+
+
+@pytest.mark.parametrize("text, photos", [(True, 0.5), (False, 1.0)], ids=["stacked", "photo-only-neural"])
+def test_products_labelled_at_an_inner_node_are_placed_below_it(tmp_path, text, photos):
+    """A product whose label is an inner node (its platform category mapped onto a common ancestor) is predicted at
+    a leaf below that node, even where the unconstrained prediction lies elsewhere; leaf labels change nothing."""
+    cat, feats, _ = catalogue(text=text, photos=photos)
+    bundle, _ = fit(cat, feats, tmp_path)
+    free = bundle.tree.decode(bundle.predict(cat, feats).prediction.nodes)
+    # every product predicted outside Footwear > Shoes gets that inner node as its label
+    outside = [i for i, path in enumerate(free) if path[:2] != ("Footwear", "Shoes")]
+    assert len(outside) > 50
+    cat.labels = [("Footwear", "Shoes") if i in set(outside) else lab for i, lab in enumerate(cat.labels)]
+    placed = bundle.tree.decode(bundle.predict(cat, feats).prediction.nodes)
+    assert all(placed[i][:2] == ("Footwear", "Shoes") and len(placed[i]) == 3 for i in outside)
+    inside = [i for i in range(len(cat)) if i not in set(outside)]
+    assert [placed[i] for i in inside] == [free[i] for i in inside]

@@ -11,7 +11,7 @@ from core.cli import main as cli_main
 from core.data.ingest import ColumnMap, IngestError
 from core.steps.ingest import ingest
 from db import curation, repo
-from db.models import AuditEvent, Label, Product, TaxonomyNode
+from db.models import AuditEvent, Label, PlatformCategory, Product, TaxonomyNode
 from db.session import transaction
 from tests.conftest import CATALOG
 
@@ -61,11 +61,14 @@ def test_changed_rows_are_updated_and_relabelled(db_url, factory, tmp_path):
     ingest(write_csv(tmp_path, GOOD_CSV), platform="shop", db_url=db_url, mapping=PATH_MAP)
     changed = GOOD_CSV.replace("Red shirt", "Dark red shirt").replace("Bottomwear > Jeans", "Bottomwear > Denim")
     report = ingest(write_csv(tmp_path, changed), platform="shop", db_url=db_url, mapping=PATH_MAP)
-    assert (report.updated, report.unchanged, report.labels_changed, report.nodes_created) == (1, 1, 1, 1)
+    # A1's title changed, A2's category: both rows are updated (A2's platform category), one label moves
+    assert (report.updated, report.unchanged, report.labels_changed, report.nodes_created) == (2, 0, 1, 1)
     with factory() as s:
         assert s.scalar(select(Product.title).where(Product.external_id == "A1")) == "Dark red shirt"
         pid = s.scalar(select(Product.id).where(Product.external_id == "A2"))
         assert repo.product_label(s, pid)[0].path == "Apparel > Bottomwear > Denim"
+        category = s.get(PlatformCategory, s.get(Product, pid).platform_category_id)
+        assert category.path == "Apparel > Bottomwear > Denim"
 
 
 def test_same_ids_on_two_platforms_are_two_products(db_url, factory, tmp_path):

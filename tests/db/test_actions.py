@@ -14,11 +14,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from db import actions, repo, review
+from db import actions, repo, review, standards
+from db import mappings as maps
 from db import predictions as preds
 from db import proposals as props
 from db.actions import ACTIONS, Action
-from db.models import AuditEvent, Label, ModelVersion, Product, Proposal, ReviewItem, TaxonomyNode
+from db.models import (
+    AuditEvent,
+    CategoryMapping,
+    Label,
+    ModelVersion,
+    Product,
+    Proposal,
+    ReviewItem,
+    StandardMapping,
+    TaxonomyNode,
+)
 from db.repo import CurationError
 from db.session import transaction
 
@@ -51,7 +62,31 @@ def world(factory, tree):
         review.replace_open_items(s, run_key="r", rows=[item])
         ids["item"] = s.scalar(select(ReviewItem.id))
         ids["version"] = preds.register_model_version(s, name="v", metrics={}, params={}, artifact=None).id
+        # a second (not master-seeding) platform: one category of two unlabelled products, suggested onto Tshirts
+        other = repo.get_or_create_platform(s, name="other")
+        category = maps.ensure_category(s, other.id, ("Tops", "Tee"), {})
+        for ext in ("o1", "o2"):
+            s.add(Product(platform_id=other.id, external_id=ext, title=ext, content_hash="x", platform_category_id=category.id))
+        suggestion = {"category_id": category.id, "node_id": ids["tshirts"], "confidence": 0.9, "ambiguous": False}
+        maps.store_suggestions(s, platform="other", suggestions=[{**suggestion, "candidates": []}], actor="prep")
+        ids["other_category"] = category.id
+        # a standard taxonomy of two categories, one suggested for Tshirts
+        standards.import_standard(s, name="std", categories=[("1", ("Clothing",)), ("2", ("Clothing", "Shirts"))], actor="prep")
+        shirts = {c.path: c.id for c in standards.categories_of(s, "std")}["Clothing > Shirts"]
+        row = {"node_id": ids["tshirts"], "category_id": shirts, "confidence": 0.8, "ambiguous": False, "candidates": []}
+        standards.store_standard_suggestions(s, standard="std", suggestions=[row], actor="prep")
+        ids["std_shirts"] = shirts
     return ids
+
+
+def _suggestion(category_id: int, node_id: int) -> dict:
+    return {"category_id": category_id, "node_id": node_id, "confidence": 0.4, "ambiguous": True, "candidates": []}
+
+
+def _confirmed_first(s, w):
+    """The `reject_mapping` scenario: a confirmed mapping (its products labelled) to mark as having no equivalent."""
+    actions.perform(s, "confirm_mapping", actor="prep", category_id=w["other_category"])
+    return {"category_id": w["other_category"], "no_equivalent": True}
 
 
 def _relabel_first(s, w):
@@ -76,6 +111,17 @@ SCENARIOS = {
     "move_out": lambda s, w: {"proposal_id": w["proposals"][0], "product_ids": [w["p1"]]},
     "review_decision": lambda s, w: {"item_id": w["item"], "decision": "accept"},
     "activate_model": lambda s, w: {"version_id": w["version"]},
+    "confirm_mapping": lambda s, w: {"category_id": w["other_category"]},
+    "reject_mapping": _confirmed_first,
+    "bulk_confirm_mappings": lambda s, w: {"platform": "other", "min_confidence": 0.5},
+    "decide_standard": lambda s, w: {"standard": "std", "node_id": w["tshirts"]},
+    "suggest_standard": lambda s, w: {
+        "standard": "std",
+        "suggestions": [
+            {"node_id": w["tops"], "category_id": w["std_shirts"], "confidence": 0.5, "ambiguous": True, "candidates": []}
+        ],
+    },
+    "suggest_mappings": lambda s, w: {"platform": "other", "suggestions": [_suggestion(w["other_category"], w["tops"])]},
     "undo": _relabel_first,
 }
 PERFORMED = [name for name, action in ACTIONS.items() if action.function is not None]
@@ -98,6 +144,16 @@ def state(factory) -> dict:
             "review": s.execute(select(ReviewItem.id, ReviewItem.status, ReviewItem.decided_by).order_by(ReviewItem.id)).all(),
             # which version is active (undoing an activation archives the version rather than restoring "candidate")
             "active_model": s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).all(),
+            "mappings": s.execute(
+                select(CategoryMapping.platform_category_id, CategoryMapping.master_node_id, CategoryMapping.status)
+                .add_columns(CategoryMapping.confidence, CategoryMapping.origin, CategoryMapping.decided_by)
+                .order_by(CategoryMapping.id)
+            ).all(),
+            "standard_mappings": s.execute(
+                select(StandardMapping.master_node_id, StandardMapping.category_id, StandardMapping.status)
+                .add_columns(StandardMapping.origin, StandardMapping.decided_by)
+                .order_by(StandardMapping.id)
+            ).all(),
         }
 
 

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from alembic.command import downgrade
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -110,8 +111,8 @@ def _fill_at_0003(url: str) -> None:
 
 
 def _upgraded_keeps_everything(url: str) -> None:
-    upgrade(url, "0004")
-    assert current_revision(url) == "0004"
+    upgrade(url)  # through 0004 and every later revision, to the models this test then uses
+    assert current_revision(url) == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     with get_engine(url).connect() as conn:
         assert conn.execute(text("SELECT name, root, column_map FROM platforms")).one() == ("myntra", "/catalog", None)
         assert conn.execute(text("SELECT external_id, title FROM products")).one() == ("p1", "Blue shoe")
@@ -151,3 +152,13 @@ def test_migration_0004_upgrades_a_postgresql_database_with_data():
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_a_photo_only_mapping_needs_an_image_column_and_is_stored_without_a_title(factory):
+    with pytest.raises(ValueError, match="or one for 'image'"), transaction(factory) as s:
+        platforms.remember_column_map(s, platform="zalando", mapping={"id": "i", "title": None})
+    with transaction(factory) as s:
+        platforms.remember_column_map(s, platform="zalando", mapping={"id": "i", "title": None, "image": "p", "levels": ["c"]})
+    with factory() as s:
+        stored = platforms.column_map(s, platform="zalando")
+        assert (stored["title"], stored["image"], stored["levels"]) == (None, "p", ["c"])
