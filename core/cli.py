@@ -302,11 +302,16 @@ def cmd_mapping(args: argparse.Namespace) -> int:
     except (CurationError, ValueError) as exc:
         print(f"mapping {args.action}: {exc}", file=sys.stderr)
         return 2
+    return _print_suggestions(rows, "path", "master_path", "(no master equivalent)", out=args.out)
+
+
+def _print_suggestions(rows: list[dict], source: str, target: str, nothing: str, *, out: str | None) -> int:
+    """One line per suggestion (confidence, from -> to, ambiguous flag); with `out`, also the rows as JSON."""
     for r in rows:
         flag = "  (ambiguous)" if r["ambiguous"] else ""
-        print(f"{r['confidence']:.2f}  {r['path']}  ->  {r['master_path'] or '(no master equivalent)'}{flag}")
-    if args.out:
-        _write_json(args.out, rows)
+        print(f"{r['confidence']:.2f}  {r[source]}  ->  {r[target] or nothing}{flag}")
+    if out:
+        _write_json(out, rows)
     return 0
 
 
@@ -317,12 +322,7 @@ def _mapping_google(args: argparse.Namespace) -> int:
     if args.action == "confirm":
         return _confirm_google(args)
     rows = suggest_standard(args.db, store=not args.dry_run)
-    for r in rows:
-        flag = "  (ambiguous)" if r["ambiguous"] else ""
-        print(f"{r['confidence']:.2f}  {r['master_path']}  ->  {r['standard_path'] or '(no Google equivalent)'}{flag}")
-    if args.out:
-        _write_json(args.out, rows)
-    return 0
+    return _print_suggestions(rows, "master_path", "standard_path", "(no Google equivalent)", out=args.out)
 
 
 def _confirm_google(args: argparse.Namespace) -> int:

@@ -180,7 +180,20 @@ class Proposal(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class CategoryMapping(Base):
+class _Decision:
+    """The columns a mapping decision has, wherever it maps from and to."""
+
+    status: Mapped[str] = mapped_column(String(20), default="suggested")
+    confidence: Mapped[float | None] = mapped_column(Float)
+    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
+    origin: Mapped[str] = mapped_column(String(50), default="suggest")
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CategoryMapping(_Decision, Base):
     """Where a platform category goes in the master taxonomy (one row per platform category).
 
     `master_node_id` is the suggested or confirmed master node (None for "no_equivalent"); `candidates` holds the
@@ -193,17 +206,9 @@ class CategoryMapping(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     platform_category_id: Mapped[int] = mapped_column(ForeignKey("platform_categories.id"), unique=True)
     master_node_id: Mapped[int | None] = mapped_column(ForeignKey("taxonomy_nodes.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="suggested")
-    confidence: Mapped[float | None] = mapped_column(Float)
-    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
-    origin: Mapped[str] = mapped_column(String(50), default="suggest")
-    candidates: Mapped[list[Any]] = mapped_column(default=list)
-    decided_by: Mapped[str | None] = mapped_column(String(100))
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class StandardMapping(Base):
+class StandardMapping(_Decision, Base):
     """Where a master node goes in a standard taxonomy (a platform of kind "standard"): one row per (standard, node)."""
 
     __tablename__ = "standard_mappings"
@@ -213,14 +218,6 @@ class StandardMapping(Base):
     platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"))
     master_node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id"))
     category_id: Mapped[int | None] = mapped_column(ForeignKey("platform_categories.id"))
-    status: Mapped[str] = mapped_column(String(20), default="suggested")
-    confidence: Mapped[float | None] = mapped_column(Float)
-    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
-    origin: Mapped[str] = mapped_column(String(50), default="suggest")
-    candidates: Mapped[list[Any]] = mapped_column(default=list)
-    decided_by: Mapped[str | None] = mapped_column(String(100))
-    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AuditEvent(Base):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from db import repo
 from db.models import Label, Product
-from db.session import transaction
+from db.session import get_engine, transaction
+from tests.conftest import pg_url
 
 PATHS = {
     "casual": ("Footwear", "Shoes", "Casual Shoes"),
@@ -35,3 +42,22 @@ def tree(factory):
         for name in ("Footwear", "Footwear > Shoes", "Apparel", "Apparel > Topwear"):
             ids[name] = repo.node_by_path(s, name).id
     return ids
+
+
+@contextmanager
+def scratch_pg_database() -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server (its URL), dropped afterwards: for migration tests, which
+    must not touch the shared test database."""
+    server = make_url(pg_url())
+    name = f"curator_mig_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()

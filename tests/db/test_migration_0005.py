@@ -9,14 +9,12 @@ node, and the old relabel can still be undone. Run on SQLite and on its own Post
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import select, text
 
 from db import actions, repo
 from db.models import CategoryMapping, Label, Platform, PlatformCategory, Product
 from db.session import get_engine, get_sessionmaker, transaction, upgrade
-from tests.conftest import pg_url
+from tests.db.conftest import scratch_pg_database
 
 NODES = [  # id, parent, name, path, depth, status, redirect
     (1, None, "Apparel", "Apparel", 1, "active", None),
@@ -113,16 +111,5 @@ def test_migration_0005_keeps_a_sqlite_database_and_builds_the_platform_tree(tmp
 
 
 def test_migration_0005_keeps_a_postgresql_database_and_builds_the_platform_tree():
-    server = make_url(pg_url())
-    name = f"curator_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_pg_database() as url:
         check_upgrade(url)
-    finally:
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()

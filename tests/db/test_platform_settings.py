@@ -3,18 +3,15 @@ adds it (0004) upgrading a database made at 0003 that holds data, on both backen
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from alembic.command import downgrade
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from db import platforms, repo
 from db.models import Platform, Product
 from db.session import alembic_config, current_revision, get_engine, get_sessionmaker, transaction, upgrade
-from tests.conftest import pg_url
+from tests.db.conftest import scratch_pg_database
 
 SHOP2 = {"id": "sku", "title": "name", "path": "category", "path_sep": ">>", "image": "photo_url"}
 
@@ -138,20 +135,9 @@ def test_migration_0004_upgrades_a_sqlite_database_with_data(tmp_path):
 
 def test_migration_0004_upgrades_a_postgresql_database_with_data():
     """On its own database of the test server (created here, dropped after), so the shared test database is untouched."""
-    server = make_url(pg_url())
-    name = f"curator_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_pg_database() as url:
         _fill_at_0003(url)
         _upgraded_keeps_everything(url)
-    finally:
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_a_photo_only_mapping_needs_an_image_column_and_is_stored_without_a_title(factory):
