@@ -19,10 +19,10 @@ from core.embed.choice import EncoderChoice, chosen_encoders
 from core.steps.compare import compare_versions, current_labels, predicted_paths
 from core.steps.discover import NodeSearch
 from core.steps.maps import ALL, load_map, map_file, slug_for
-from db import actions, jobs, mappings, repo
+from db import actions, jobs, mappings, repo, standards
 from db import predictions as preds
 from db import proposals as props
-from db.models import AuditEvent, Job, ModelVersion, Prediction, Product, Proposal
+from db.models import AuditEvent, Job, ModelVersion, Platform, Prediction, Product, Proposal
 from db.session import get_sessionmaker, transaction, upgrade
 
 
@@ -302,3 +302,36 @@ def audit_events(kinds: tuple[str, ...] | None = None, limit: int = 15) -> list[
         events = repo.audit_history(s, limit=limit, actions=kinds)
         s.expunge_all()
         return events
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _standards(url: str, version: tuple[int, int]) -> list[str]:
+    with _factory(url)() as s:
+        return list(s.scalars(select(Platform.name).where(Platform.kind == "standard").order_by(Platform.name)))
+
+
+def standard_names() -> list[str]:
+    """The names of the imported standard taxonomies (platforms of kind "standard", e.g. "google")."""
+    return _standards(db_url(), data_version())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _standard_table(url: str, version: tuple[int, int], standard: str) -> list[dict[str, Any]]:
+    with _factory(url)() as s:
+        return standards.standard_table(s, standard=standard)
+
+
+def standard_table(standard: str) -> list[dict[str, Any]]:
+    """Every active master node with its mapping onto `standard` (`db.standards.standard_table`)."""
+    return _standard_table(db_url(), data_version(), standard)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _standard_categories(url: str, version: tuple[int, int], standard: str) -> dict[int, dict[str, str]]:
+    with _factory(url)() as s:
+        return {c.id: {"code": c.code or "", "path": c.path} for c in standards.categories_of(s, standard)}
+
+
+def standard_categories(standard: str) -> dict[int, dict[str, str]]:
+    """{category id: {"code": the standard's own id, "path": its path}} of every category of `standard`, by path."""
+    return _standard_categories(db_url(), data_version(), standard)

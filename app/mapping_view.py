@@ -1,6 +1,8 @@
 """The Mapping page's parts: a platform's categories and their mapping onto the master taxonomy, the selected
 category's sample products, suggestion and runners-up, the decisions (each one registered, audited, undoable
 action through `app.widgets.perform`), bulk confirm, the "Suggest mappings" background job and recent decisions.
+And the other target, once the Google Product Taxonomy is imported: the master categories and their Google category,
+the same decisions (`decide_standard`), the "Suggest Google categories" job and the shopping-feed download.
 
 Category names, product titles, paths and actors come from platform files or from people: they are shown with
 `st.text` / `st.dataframe`, or escaped (`plain`) where Streamlit renders markdown (alerts, progress text).
@@ -9,6 +11,7 @@ Category names, product titles, paths and actors come from platform files or fro
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import streamlit as st
@@ -16,8 +19,11 @@ import streamlit as st
 from app import cache
 from app.widgets import actor, perform
 from core import jobs
+from core.data.google_taxonomy import PLATFORM as GOOGLE
+from core.steps.standard import feed_csv
 from db import actions
 from db.repo import CurationError
+from db.session import transaction
 
 STATUS_LABELS = {
     "suggested": "suggested",
@@ -27,7 +33,12 @@ STATUS_LABELS = {
     "unmapped": "not suggested yet",
 }
 DECISIONS = ("confirm_mapping", "reject_mapping", "bulk_confirm_mappings", "suggest_mappings")
+STANDARD_DECISIONS = ("decide_standard", "suggest_standard")
 NO_EQUIVALENT = "(no master equivalent)"
+NO_GOOGLE = "(no Google equivalent)"
+PLATFORMS = "platforms"  # the targets of the page: a platform onto the master taxonomy, or the master onto GOOGLE
+TARGETS = {PLATFORMS: "a platform onto the master taxonomy", GOOGLE: "the master taxonomy onto Google"}
+IMPORT_HINT = "To map the master taxonomy onto the Google Product Taxonomy, import it: `python -m core taxonomy import-google`"
 _MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'])")
 
 
@@ -113,13 +124,13 @@ def summary(rows: list[dict[str, Any]]) -> None:
     cols[3].metric("Products mapped", f"{mapped:,}", help=f"of {products:,} products in a category")
 
 
-def status_filter(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def status_filter(rows: list[dict[str, Any]], key: str = "map_status") -> list[dict[str, Any]]:
     """The status filter (with the count of each status); returns the rows that pass it."""
     counts = status_counts(rows)
     status = st.selectbox(
         "Status",
         ["all", *[s for s in STATUS_LABELS if s in counts]],
-        key="map_status",
+        key=key,
         format_func=lambda s: f"all ({len(rows):,})" if s == "all" else f"{STATUS_LABELS[s]} ({counts[s]:,})",
     )
     return rows if status == "all" else [r for r in rows if r["status"] == status]
@@ -254,9 +265,9 @@ def decisions(row: dict[str, Any], masters: dict[int, str]) -> None:
     )
 
 
-def history() -> None:
-    """Recent mapping decisions, newest first, each with Undo while it can be undone."""
-    events = cache.audit_events(DECISIONS, limit=10)
+def history(kinds: tuple[str, ...] = DECISIONS) -> None:
+    """Recent mapping decisions (of the actions `kinds`), newest first, each with Undo while it can be undone."""
+    events = cache.audit_events(kinds, limit=10)
     if not events:
         st.caption("No mapping decisions yet.")
     for event in events:
@@ -282,10 +293,10 @@ def running(job: Any) -> bool:
     return job is not None and job.status in ("queued", "running")
 
 
-def start_suggest(platform: str) -> None:
-    """Queue the suggestion job for `platform` and start its process; a refusal becomes the flash message."""
+def start_suggest(kind: str, params: dict[str, Any]) -> None:
+    """Queue the suggestion job (`kind` "mapping" or "standard") and start its process; a refusal becomes the flash."""
     try:
-        jobs.start(cache.db_url(), kind="mapping", actor=actor(), params={"platform": platform})
+        jobs.start(cache.db_url(), kind=kind, actor=actor(), params=params)
     except CurationError as exc:
         st.session_state["flash"] = ("error", str(exc))
 
@@ -295,10 +306,11 @@ def suggest_status(job: Any) -> None:
     if job is None:
         return
     who, when = job.params.get("actor") or "?", f"{job.created_at:%Y-%m-%d %H:%M}"
-    what = f"Suggest job #{job.id} for {job.params.get('platform', '?')} ({who}, {when})"
+    target = job.params.get("platform") or job.params.get("standard") or "?"
+    what, seen = f"Suggest job #{job.id} for {target} ({who}, {when})", f"{job.kind}_job_seen"
     if running(job):
         st.progress(job.progress, text=plain(f"{what}: {job.message}"))
-        st.session_state["mapping_job_seen"] = job.id
+        st.session_state[seen] = job.id
         return
     lines = job.log.strip().splitlines() if job.log else []
     if job.status == "done":
@@ -308,30 +320,234 @@ def suggest_status(job: Any) -> None:
     if lines:
         with st.expander(f"Log of job #{job.id}"):
             st.code("\n".join(lines)[-4000:], language=None)
-    if st.session_state.get("mapping_job_seen") == job.id:
-        st.session_state.pop("mapping_job_seen")
+    if st.session_state.get(seen) == job.id:
+        st.session_state.pop(seen)
         st.rerun(scope="app")
 
 
 @st.fragment(run_every=2.0)
-def suggest_poll() -> None:
-    suggest_status(cache.latest_job("mapping"))
+def suggest_poll(kind: str) -> None:
+    suggest_status(cache.latest_job(kind))
+
+
+def job_control(kind: str, params: dict[str, Any], label: str, key: str, help: str) -> None:
+    """A suggestion job's button (a background job, one of a kind at a time) and the latest job's state."""
+    job = cache.latest_job(kind)
+    if st.button(label, key=key, disabled=running(job), help=f"{help} Runs in the background: you can leave this page."):
+        start_suggest(kind, params)
+        st.rerun()
+    if running(job):
+        suggest_poll(kind)  # polled only while a job runs
+    else:
+        suggest_status(job)
 
 
 def suggest_control(platform: str) -> None:
-    """The "Suggest mappings" button (a background job, one at a time) and the latest job's state."""
-    job = cache.latest_job("mapping")
-    if st.button(
+    """The "Suggest mappings" button for `platform` and its latest job."""
+    job_control(
+        "mapping",
+        {"platform": platform},
         "Suggest mappings",
-        key="map_suggest",
-        disabled=running(job),
-        help="Suggest a master category for every category of this platform from the active model's predictions of "
-        "its products, the similarity of the names and of the products. Decided categories keep their decision. "
-        "Runs in the background: you can leave this page.",
-    ):
-        start_suggest(platform)
-        st.rerun()
-    if running(job):
-        suggest_poll()  # polled only while a job runs
-    else:
-        suggest_status(job)
+        "map_suggest",
+        "Suggest a master category for every category of this platform from the active model's predictions of "
+        "its products, the similarity of the names and of the products. Decided categories keep their decision.",
+    )
+
+
+# ---------------------------------------------------------------- the other target: the master taxonomy onto Google
+
+
+def target_choice(standards: list[str]) -> str:
+    """PLATFORMS or GOOGLE: a radio, shown only once the Google Product Taxonomy is imported (else how to import it)."""
+    if GOOGLE not in standards:
+        st.caption(IMPORT_HINT)
+        return PLATFORMS
+    return st.radio("Map", list(TARGETS), key="map_target", horizontal=True, format_func=TARGETS.get)
+
+
+def google_suggest_control() -> None:
+    """The "Suggest Google categories" button (the "standard" job) and its latest job."""
+    job_control(
+        "standard",
+        {"standard": GOOGLE},
+        "Suggest Google categories",
+        "std_suggest",
+        "Suggest a Google category for every master category from the similarity of the names and paths and of "
+        "the master category's products to the Google path. Decided categories keep their decision.",
+    )
+
+
+def feed_download() -> None:
+    """The shopping feed (every product with its Google category) as CSV, made when the button is pressed."""
+    st.download_button(
+        "Download shopping feed (CSV)",
+        data=partial(feed_csv, cache.db_url(), GOOGLE),
+        file_name="shopping_feed.csv",
+        mime="text/csv",
+        key="std_feed",
+        on_click="ignore",
+        help="One row per product: id, title, master category (its label, else the active model's prediction) and "
+        "the Google category confirmed for it or for its nearest ancestor.",
+    )
+
+
+def google_bulk_candidates(rows: list[dict[str, Any]], min_confidence: float) -> list[dict[str, Any]]:
+    """The master categories bulk confirm would confirm: still suggested, onto a Google category, confident enough."""
+    return [
+        r
+        for r in rows
+        if r["status"] == "suggested" and r["category_id"] is not None and (r["confidence"] or 0.0) >= min_confidence
+    ]
+
+
+def google_table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The master categories as the table shows them, with their Google category's path and id."""
+    return [
+        {
+            "master category": r["master_path"],
+            "status": STATUS_LABELS.get(r["status"], r["status"]),
+            "Google category": r["standard_path"] or ("" if r["status"] != "suggested" else NO_GOOGLE),
+            "Google id": r["code"] or "",
+            "confidence": r["confidence"],
+            "ambiguous": r["ambiguous"],
+        }
+        for r in rows
+    ]
+
+
+def google_candidate_rows(candidates: list[dict[str, Any]], cats: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
+    """A suggestion's Google candidates, best first, with their name and centroid signals."""
+    return [
+        {
+            "Google category": c.get("path") or NO_GOOGLE,
+            "Google id": cats.get(c.get("category_id"), {}).get("code", ""),
+            "confidence": c.get("confidence"),
+            "name": c.get("name"),
+            "centroid": c.get("centroid"),
+        }
+        for c in candidates
+    ]
+
+
+def google_summary(rows: list[dict[str, Any]]) -> None:
+    counts = status_counts(rows)
+    cols = st.columns(3)
+    cols[0].metric("Master categories", f"{len(rows):,}")
+    cols[1].metric("Confirmed", f"{counts.get('confirmed', 0):,}")
+    cols[2].metric("Suggested", f"{counts.get('suggested', 0):,}")
+
+
+def google_table(rows: list[dict[str, Any]]) -> None:
+    """The master categories with their status, Google category (path and id), confidence and "ambiguous" flag."""
+    number = st.column_config.NumberColumn
+    st.dataframe(
+        google_table_rows(rows),
+        hide_index=True,
+        width="stretch",
+        height=min(420, 38 + 35 * max(len(rows), 1)),
+        column_config={
+            "master category": st.column_config.TextColumn(width="medium"),
+            "Google category": st.column_config.TextColumn(width="large"),
+            "Google id": st.column_config.TextColumn(width="small"),
+            "confidence": number(format="%.2f", width="small"),
+            "ambiguous": st.column_config.CheckboxColumn(width="small"),
+        },
+    )
+
+
+def decide_each(action: str, done: str, items: list[dict[str, Any]]) -> None:
+    """Bulk confirm's callback: the action once per item, all in ONE transaction (all or none); a refusal is the flash."""
+    try:
+        with transaction(cache.factory()) as session:
+            for kwargs in items:
+                actions.perform(session, action, actor=actor(), **kwargs)
+    except CurationError as exc:
+        st.session_state["flash"] = ("error", str(exc))
+        return
+    st.session_state["flash"] = ("ok", f"{done} Undo each under Recent decisions.")
+
+
+def google_bulk_confirm(rows: list[dict[str, Any]]) -> None:
+    """A confidence slider and the button that confirms every Google suggestion at or above it, the count shown first."""
+    slider, button = st.columns([3, 2], vertical_alignment="bottom")
+    low = slider.slider("Bulk confirm: minimum confidence", 0.0, 1.0, 0.9, step=0.01, key="std_bulk_min")
+    ready = google_bulk_candidates(rows, low)
+    n = len(ready)
+    button.button(
+        f"Confirm {n} suggestion{'' if n == 1 else 's'} >= {low:.2f}",
+        key="std_bulk",
+        disabled=not n,
+        help="One transaction (all or none); each master category gets its own decision, undone one by one.",
+        on_click=decide_each,
+        args=("decide_standard", f"Confirmed the Google category of {n} master categories."),
+        kwargs={"items": [{"standard": GOOGLE, "node_id": r["node_id"], "category_id": r["category_id"]} for r in ready]},
+    )
+
+
+def google_suggestion(row: dict[str, Any], cats: dict[int, dict[str, str]]) -> None:
+    """Where the master category goes in Google now (status, path, id) and the suggestion's ranked candidates."""
+    status, target = row["status"], f"{row['standard_path']} (id {row['code']})" if row["category_id"] else None
+    if status == "unmapped":
+        st.text("No suggestion yet: press Suggest Google categories, or choose a Google category below.")
+        return
+    conf = "" if row["confidence"] is None else f", confidence {row['confidence']:.2f}"
+    flag = ", ambiguous: the runner-up is close" if row["ambiguous"] else ""
+    what = {
+        "suggested": f"Suggested: {target or 'no Google equivalent'}{conf}{flag}",
+        "confirmed": f"Confirmed: {target}",
+        "rejected": f"Rejected suggestion: {target or NO_GOOGLE}",
+    }[status]
+    st.text(what)
+    if row["candidates"]:
+        st.dataframe(
+            google_candidate_rows(row["candidates"], cats),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "Google category": st.column_config.TextColumn(width="large"),
+                "Google id": st.column_config.TextColumn(width="small"),
+                **{c: st.column_config.NumberColumn(format="%.2f", width="small") for c in ("confidence", "name", "centroid")},
+            },
+        )
+
+
+def google_decisions(row: dict[str, Any], cats: dict[int, dict[str, str]]) -> None:
+    """Confirm the suggestion, reject it, or change it (a searchable picker over the Google categories) and confirm."""
+    node, status, current, path = row["node_id"], row["status"], row["category_id"], row["master_path"]
+    which = {"standard": GOOGLE, "node_id": node}
+    c1, c2 = st.columns(2)
+    c1.button(
+        "Confirm",
+        key="std_confirm",
+        type="primary",
+        disabled=current is None or status == "confirmed",
+        width="stretch",
+        on_click=decide,
+        args=("decide_standard", f"{path} now goes to Google {row['standard_path']} in the shopping feed."),
+        kwargs={**which, "category_id": current},
+    )
+    c2.button(
+        "Reject",
+        key="std_reject",
+        disabled=status in ("rejected", "unmapped"),
+        width="stretch",
+        on_click=decide,
+        args=("decide_standard", f"Google suggestion for {path} rejected."),
+        kwargs={**which, "reject": True},
+    )
+    ids = list(cats)
+    picked = st.selectbox(
+        "Change: map to another Google category (type to search)",
+        ids,
+        index=ids.index(current) if current in cats else 0,
+        key=f"std_pick_{node}",
+        format_func=lambda i: f"{cats[i]['path']} ({cats[i]['code']})",
+    )
+    st.button(
+        "Map to the chosen Google category",
+        key="std_change",
+        disabled=picked is None or (picked == current and status == "confirmed"),
+        on_click=decide,
+        args=("decide_standard", f"{path} now goes to the chosen Google category in the shopping feed."),
+        kwargs={**which, "category_id": picked},
+    )

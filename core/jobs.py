@@ -3,8 +3,9 @@ the browser session that asked for it); `run_job` executes it, writing progress 
 jobs table, and records success or the error.
 
 Kinds: "retrain" (`core.steps.retrain.retrain`), "review" (`core.steps.review.run_review`), "import" (the Import
-page's file: `core.steps.import_job.run_import`, ingest + embed + predict) and "mapping" (the Mapping page's
-"Suggest mappings": `core.steps.mapping.suggest_mappings` for one platform). The process runs
+page's file: `core.steps.import_job.run_import`, ingest + embed + predict), "mapping" (the Mapping page's
+"Suggest mappings": `core.steps.mapping.suggest_mappings` for one platform) and "standard" (its "Suggest Google
+categories": `core.steps.standard.suggest_standard`, the master taxonomy onto a standard). The process runs
 with this interpreter (`sys.executable`) in the repository; the project is installed (`pip install -e .`), so
 it needs no PYTHONPATH.
 """
@@ -26,10 +27,11 @@ from core.steps.import_job import run_import
 from core.steps.mapping import suggest_mappings
 from core.steps.retrain import retrain
 from core.steps.review import run_review
+from core.steps.standard import suggest_standard
 from db import jobs
 from db.session import get_sessionmaker, transaction
 
-KINDS = ("retrain", "review", "import", "mapping")
+KINDS = ("retrain", "review", "import", "mapping", "standard")
 
 
 def start(db_url: str, *, kind: str, actor: str, params: dict[str, Any] | None = None, spawn: bool = True) -> int:
@@ -97,6 +99,7 @@ STAGES = {
     "review": {"embed": (0.0, 0.15), "out-of-fold": (0.15, 1.0)},
     "import": {"ingest": (0.0, 0.2), "embed": (0.2, 0.8), "predict": (0.8, 1.0)},
     "mapping": {"suggest": (0.0, 1.0)},
+    "standard": {"suggest": (0.0, 1.0)},
 }
 
 
@@ -171,7 +174,22 @@ def _mapping(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str,
     return {"platform": platform, "categories": len(rows), "ambiguous": ambiguous}
 
 
-RUNNERS: dict[str, Callable[..., Any]] = {"retrain": _retrain, "review": _review, "import": _import, "mapping": _mapping}
+def _standard(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
+    """Suggest and store the standard category (`params["standard"]`) of every active master node (decided ones kept)."""
+    standard = params["standard"]
+    rows = suggest_standard(db_url, standard, log=log)
+    ambiguous = sum(1 for r in rows if r["ambiguous"])
+    log(f"suggested a {standard} category for {len(rows)} master categories ({ambiguous} ambiguous)")
+    return {"standard": standard, "categories": len(rows), "ambiguous": ambiguous}
+
+
+RUNNERS: dict[str, Callable[..., Any]] = {
+    "retrain": _retrain,
+    "review": _review,
+    "import": _import,
+    "mapping": _mapping,
+    "standard": _standard,
+}
 
 
 def job_log_file(job_id: int) -> Path:

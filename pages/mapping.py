@@ -1,14 +1,49 @@
 """Mapping: where each category of another shop platform goes in the master taxonomy. Per platform, its categories
 with product counts and their mapping; for the selected one, sample products, the suggestion with its confidence and
 runners-up, and Confirm / Change / Reject / "No master equivalent"; bulk confirm above a confidence; the "Suggest
-mappings" background job; recent decisions with Undo. Every decision is one audited, undoable action."""
+mappings" background job; recent decisions with Undo. Every decision is one audited, undoable action.
+
+Once the Google Product Taxonomy is imported, the other target: each master category's Google category, with the same
+suggestion, decisions, bulk confirm and job ("Suggest Google categories"), and the shopping feed as a download."""
 
 import streamlit as st
 
 from app import cache, mapping_view
+from app.mapping_view import GOOGLE
 
 st.title("Mapping")
 mapping_view.flash()
+if mapping_view.target_choice(cache.standard_names()) == GOOGLE:
+    feed, job = st.columns([1, 2], vertical_alignment="bottom")
+    with feed:
+        mapping_view.feed_download()
+    with job:
+        mapping_view.google_suggest_control()
+    rows = cache.standard_table(GOOGLE)
+    if not rows:
+        st.info("The master taxonomy has no category yet: nothing to map.")
+        st.stop()
+    mapping_view.google_summary(rows)
+    status, bulk = st.columns([1, 2], vertical_alignment="bottom")
+    with status:
+        shown = mapping_view.status_filter(rows, key="std_status")
+    with bulk:
+        mapping_view.google_bulk_confirm(rows)
+    mapping_view.google_table(shown)
+    if not shown:
+        st.caption("No master category with this status.")
+    else:
+        by_id = {r["node_id"]: r for r in shown}
+        node_id = st.selectbox(
+            "Master category (type to search)", list(by_id), key="std_node", format_func=lambda i: by_id[i]["master_path"]
+        )
+        cats = cache.standard_categories(GOOGLE)
+        mapping_view.google_suggestion(by_id[node_id], cats)
+        mapping_view.google_decisions(by_id[node_id], cats)
+    st.subheader("Recent decisions")
+    mapping_view.history(mapping_view.STANDARD_DECISIONS)
+    st.stop()
+
 platforms = cache.mapping_platforms()
 if not platforms:
     st.info(

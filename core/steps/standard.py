@@ -10,9 +10,10 @@ category's path. A standard has no products, so there is no vote.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from sqlalchemy import select
@@ -110,9 +111,10 @@ def suggest_standard(
     return rows
 
 
-def export_feed(db_url: str | None, out: str | Path, *, standard: str = PLATFORM) -> int:
-    """Write the shopping feed (one row per shop product) as CSV; returns the number of products."""
-    with get_sessionmaker(db_url or database_url())() as s, open(out, "w", newline="", encoding="utf-8") as f:
+def write_feed(f: TextIO, db_url: str | None, *, standard: str = PLATFORM) -> int:
+    """Write the shopping feed (one row per shop product, cells made safe for spreadsheets) as CSV to the text file
+    `f`; returns the number of products."""
+    with get_sessionmaker(db_url or database_url())() as s:
         writer = csv.writer(f)
         writer.writerow(FEED_COLUMNS)
         n = 0
@@ -120,3 +122,16 @@ def export_feed(db_url: str | None, out: str | Path, *, standard: str = PLATFORM
             writer.writerow([safe_cell(row[c]) for c in FEED_COLUMNS])
             n += 1
     return n
+
+
+def export_feed(db_url: str | None, out: str | Path, *, standard: str = PLATFORM) -> int:
+    """Write the shopping feed as the CSV file `out`; returns the number of products."""
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        return write_feed(f, db_url, standard=standard)
+
+
+def feed_csv(db_url: str | None, standard: str = PLATFORM) -> bytes:
+    """The shopping feed as CSV bytes (UTF-8), what `export_feed` writes (for a download button)."""
+    buffer = io.StringIO(newline="")
+    write_feed(buffer, db_url, standard=standard)
+    return buffer.getvalue().encode("utf-8")
