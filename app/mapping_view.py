@@ -73,12 +73,12 @@ def status_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def bulk_candidates(rows: list[dict[str, Any]], min_confidence: float) -> list[dict[str, Any]]:
-    """The rows `db.mappings.bulk_confirm` would confirm: still suggested, onto a master node, confident enough."""
+def bulk_candidates(rows: list[dict[str, Any]], min_confidence: float, *, target: str = "master_node_id") -> list[dict[str, Any]]:
+    """The rows bulk confirm would confirm: still suggested, with a target (`target`: "master_node_id" for a platform's
+    categories, as `db.mappings.bulk_confirm` picks them; "category_id" for master categories onto Google),
+    confident enough."""
     return [
-        r
-        for r in rows
-        if r["status"] == "suggested" and r["master_node_id"] is not None and (r["confidence"] or 0.0) >= min_confidence
+        r for r in rows if r["status"] == "suggested" and r[target] is not None and (r["confidence"] or 0.0) >= min_confidence
     ]
 
 
@@ -391,15 +391,6 @@ def feed_download() -> None:
     )
 
 
-def google_bulk_candidates(rows: list[dict[str, Any]], min_confidence: float) -> list[dict[str, Any]]:
-    """The master categories bulk confirm would confirm: still suggested, onto a Google category, confident enough."""
-    return [
-        r
-        for r in rows
-        if r["status"] == "suggested" and r["category_id"] is not None and (r["confidence"] or 0.0) >= min_confidence
-    ]
-
-
 def google_table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The master categories as the table shows them, with their Google category's path and id."""
     return [
@@ -471,7 +462,7 @@ def google_bulk_confirm(rows: list[dict[str, Any]]) -> None:
     """A confidence slider and the button that confirms every Google suggestion at or above it, the count shown first."""
     slider, button = st.columns([3, 2], vertical_alignment="bottom")
     low = slider.slider("Bulk confirm: minimum confidence", 0.0, 1.0, 0.9, step=0.01, key="std_bulk_min")
-    ready = google_bulk_candidates(rows, low)
+    ready = bulk_candidates(rows, low, target="category_id")
     n = len(ready)
     button.button(
         f"Confirm {n} suggestion{'' if n == 1 else 's'} >= {low:.2f}",
