@@ -227,7 +227,7 @@ def decisions(row: dict[str, Any], masters: dict[int, str]) -> None:
         width="stretch",
         on_click=decide,
         args=("confirm_mapping", f"Mapping confirmed: its {n} now carry the master label."),
-        kwargs={"category_id": cid},
+        kwargs={"category_id": cid, "node_id": current},  # the suggestion shown, even if a new run changed it since
     )
     c2.button(
         "Reject",

@@ -118,7 +118,8 @@ def sync_mapping_labels(session: Session, category_ids: Iterable[int], *, actor:
     """Make the `mapping` labels of the categories' products match their confirmed mappings.
 
     Returns:
-        [[product_id, previous node id or None], ...] for every label written, changed or removed (for undo).
+        [[product_id, previous node id or None], ...] for every label written, changed or removed (the audit
+        event's record of what a decision touched).
     """
     category_ids = list(category_ids)
     targets = mapped_targets(session, category_ids)
@@ -154,20 +155,6 @@ def sync_mapping_labels(session: Session, category_ids: Iterable[int], *, actor:
         session.execute(delete(Label).where(Label.product_id.in_(removed), Label.source == MAPPING_SOURCE))
     session.flush()
     return touched
-
-
-def restore_labels(session: Session, touched: list[list[int | None]], *, actor: str | None) -> None:
-    """Put back the `mapping` labels recorded by `sync_mapping_labels`."""
-    for pid, node_id in touched:
-        label = session.scalar(select(Label).where(Label.product_id == pid, Label.source == MAPPING_SOURCE))
-        if node_id is None:
-            if label is not None:
-                session.delete(label)
-        elif label is None:
-            session.add(Label(product_id=pid, node_id=node_id, source=MAPPING_SOURCE, actor=actor))
-        else:
-            label.node_id = node_id
-    session.flush()
 
 
 # ---------------------------------------------------------------- decisions
@@ -301,7 +288,9 @@ def undo_mapping_decision(session: Session, event: AuditEvent) -> None:
         for field in _FIELDS:
             setattr(mapping, field, before[field])
         mapping.updated_at = utcnow()
-        restore_labels(session, before["labels"], actor=event.actor)
+        session.flush()
+        # the labels follow the restored mapping: also those of products a later ingest added to the category
+        sync_mapping_labels(session, [before["category_id"]], actor=event.actor)
 
 
 # ---------------------------------------------------------------- suggestions (written by core.steps.mapping)

@@ -104,10 +104,12 @@ class StackedFusion:
         """The most probable whole path under the combined distribution (below `within`'s prefix where given, see
         `TaxonomyTree.within`), with per-level conditional confidences."""
         lp = self._combine(*self._parts(X, masks), self.temperature, self.alpha)
-        if within is not None:
-            off = ((within[:, None, :] >= 0) & (self.leaves_[None, :, :] != within[:, None, :])).any(2)
-            lp = np.where(off, -np.inf, lp)
-            lp = lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)  # renormalised below the prefix
+        rows = np.flatnonzero((within >= 0).any(1)) if within is not None else []
+        if len(rows):  # only the constrained rows: (rows, leaves, depth) temporaries, not (N, leaves, depth)
+            w = within[rows]
+            off = ((w[:, None, :] >= 0) & (self.leaves_[None, :, :] != w[:, None, :])).any(2)
+            sub = np.where(off, -np.inf, lp[rows])
+            lp[rows] = sub - np.logaddexp.reduce(sub, axis=1, keepdims=True)  # renormalised below the prefix
         probs = np.exp(lp)
         best = lp.argmax(1)
         nodes = self.leaves_[best]

@@ -41,10 +41,15 @@ class Catalogue:
 
     @property
     def at_inner_node(self) -> np.ndarray:
-        """(N,) bool: labelled at a node that other labels go below (a platform category mapped onto a common
-        ancestor): such a label says where the product is, not which leaf, so training leaves it out."""
+        """(N,) bool: labelled by a category mapping (source "mapping") at a node that other labels go below (a
+        platform category mapped onto a common ancestor): such a label says where the product is, not which leaf,
+        so training leaves it out. A person's or a platform's label at an inner node is kept as it always was."""
         prefixes = {lab[:d] for lab in self.labels if lab for d in range(1, len(lab))}
-        return np.array([lab is not None and tuple(lab) in prefixes for lab in self.labels], dtype=bool)
+        sources = self.label_sources if len(self.label_sources) == len(self.labels) else [None] * len(self.labels)
+        return np.array(
+            [lab is not None and src == "mapping" and tuple(lab) in prefixes for lab, src in zip(self.labels, sources)],
+            dtype=bool,
+        )
 
     @property
     def trainable(self) -> np.ndarray:

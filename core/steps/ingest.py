@@ -17,7 +17,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from core.config import database_url
 from core.data.fetch import FetchIndex, is_url
@@ -137,7 +137,7 @@ def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, p
     if plat.seeds_master:
         _write_labels(session, plat.id, records, categories, report=report, actor=actor)
     else:
-        _write_mapped_labels(session, plat.name, categories, report=report, actor=actor)
+        _write_mapped_labels(session, plat.id, plat.name, categories, report=report, actor=actor)
     report.not_in_file = len(set(existing) - {r["external_id"] for r in records})
     statuses = report.image_status
     for rec in records:
@@ -253,11 +253,16 @@ def _write_labels(session, platform_id: int, records, categories, *, report: Ing
     report.labels_added, report.labels_changed = len(new), len(changed)
 
 
-def _write_mapped_labels(session, platform: str, categories, *, report: IngestReport, actor: str) -> None:
+def _write_mapped_labels(session, platform_id: int, platform: str, categories, *, report: IngestReport, actor: str) -> None:
     """Another platform: master labels only from its confirmed mappings; the report says what is still unmapped."""
     touched = mappings.sync_mapping_labels(session, categories.values(), actor=actor)
+    uncategorised = select(Product.id).where(Product.platform_id == platform_id, Product.platform_category_id.is_(None))
+    dropped = session.execute(
+        delete(Label).where(Label.source == mappings.MAPPING_SOURCE, Label.product_id.in_(uncategorised))
+    ).rowcount
+    # a product that lost its category loses that category's master label (counted as changed)
     report.labels_added = sum(1 for _, old in touched if old is None)
-    report.labels_changed = len(touched) - report.labels_added
+    report.labels_changed = len(touched) - report.labels_added + (dropped or 0)
     mapped = mappings.mapped_targets(session, categories.values())
     unmapped = [c for c in categories.values() if c not in mapped]
     if unmapped:

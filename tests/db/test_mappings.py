@@ -258,3 +258,34 @@ def test_seed_master_makes_a_later_platform_add_master_nodes(db_url, factory, tm
     assert report.nodes_created == 6 and report.labels_added == 4
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(TaxonomyNode).where(TaxonomyNode.parent_id.is_(None))) == 5
+
+
+def test_undo_after_a_later_ingest_also_unlabels_the_products_that_ingest_added(db_url, factory, tmp_path, two_platforms):
+    cats, nodes = two_platforms["cats"], two_platforms["nodes"]
+    with transaction(factory) as s:
+        mappings.confirm_mapping(
+            s, category_id=cats["Garment Upper body > T-shirt"], node_id=nodes["Apparel > Topwear > Tshirts"], actor="ana"
+        )
+        event_id = s.scalar(select(func.max(AuditEvent.id)))
+    more = OTHER + "H5,New tee,Garment Upper body > T-shirt\n"
+    ingest(write(tmp_path, more, "hm2.csv"), platform="hm", db_url=db_url, mapping=MAP)
+    assert set(labels_of(factory)) == {"H1", "H2", "H5"}
+    with transaction(factory) as s:
+        actions.undo(s, event_id=event_id, actor="ana")
+    assert labels_of(factory) == {}  # H5 came after the decision, and goes with it
+
+
+def test_a_product_that_loses_its_category_on_reingest_loses_its_master_label(db_url, factory, tmp_path, two_platforms):
+    cats, nodes = two_platforms["cats"], two_platforms["nodes"]
+    with transaction(factory) as s:
+        mappings.confirm_mapping(
+            s, category_id=cats["Garment Upper body > T-shirt"], node_id=nodes["Apparel > Topwear > Tshirts"], actor="ana"
+        )
+    report = ingest(
+        write(tmp_path, OTHER.replace("H2,Slim tee,Garment Upper body > T-shirt", "H2,Slim tee,"), "hm2.csv"),
+        platform="hm",
+        db_url=db_url,
+        mapping=MAP,
+    )
+    assert labels_of(factory) == {"H1": "Apparel > Topwear > Tshirts"}
+    assert report.labels_changed == 1

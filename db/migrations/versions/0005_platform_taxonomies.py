@@ -136,11 +136,9 @@ def _backfill(conn) -> None:
             )
         return category[key]
 
-    for platform_id, product_id, _node_id, path in rows:
-        conn.execute(
-            sa.text("UPDATE products SET platform_category_id = :c WHERE id = :p"),
-            {"c": ensure(platform_id, path, holds_products=True), "p": product_id},
-        )
+    pairs = [{"c": ensure(platform_id, path, holds_products=True), "p": product_id} for platform_id, product_id, _, path in rows]
+    if pairs:  # one executemany, not a round trip per product
+        conn.execute(sa.text("UPDATE products SET platform_category_id = :c WHERE id = :p"), pairs)
 
 
 def upgrade() -> None:
