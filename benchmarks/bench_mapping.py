@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import catalog_dir
-from core.data.google_taxonomy import DEFAULT_FILE
+from core.config import catalog_dir, google_taxonomy_file, hm_catalog_dir
 from core.data.ingest import ColumnMap
 from core.mapping.suggest import DEFAULT_WEIGHTS, NONE, Signals, Weights, fit_weights, reliability, softmax, top1_accuracy
 from core.steps.ingest import ingest
@@ -37,7 +36,6 @@ from core.steps.standard import STANDARD_WEIGHTS, import_google, standard_proble
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "hm_reference_mapping.csv"
 GOOGLE_REFERENCE = ROOT / "tests" / "data" / "google_reference_mapping.csv"
-HM_DIR = Path(os.environ.get("HM_CATALOG_DIR", ROOT.parent / "shared" / "data" / "hm-catalog"))
 HM_MAP = ColumnMap(
     id="article_id",
     title="prod_name",
@@ -52,7 +50,7 @@ ONLY = {"vote": (1.0, 0.0, 0.0), "name": (0.0, 1.0, 0.0), "centroid": (0.0, 0.0,
 def hm_sample(per_type: int, seed: int, folder: Path) -> Path:
     import pandas as pd
 
-    df = pd.read_parquet(HM_DIR / "articles.parquet")
+    df = pd.read_parquet(hm_catalog_dir() / "articles.parquet")
     df = df.sample(frac=1.0, random_state=seed).groupby(["product_group_name", "product_type_name"]).head(per_type)
     df = df[["article_id", "product_code", "prod_name", "detail_desc", "product_group_name", "product_type_name"]].copy()
     df["detail_desc"] = df["detail_desc"].fillna("")
@@ -148,7 +146,7 @@ def run(db_url: str, *, per_type: int, seed: int, folder: Path) -> dict:
 def google_part(db_url: str, *, seed: int) -> dict:
     """The master leaves onto the Google Product Taxonomy against tests/data/google_reference_mapping.csv."""
     started = time.perf_counter()
-    import_google(db_url, DEFAULT_FILE)
+    import_google(db_url, google_taxonomy_file())
     node_ids, node_paths, cat_ids, cat_paths, signals = standard_problem(db_url, "google", seed=seed)
     steps = {"signals": round(time.perf_counter() - started, 1)}
     with open(GOOGLE_REFERENCE, encoding="utf-8") as f:

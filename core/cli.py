@@ -353,7 +353,7 @@ def _confirm_google(args: argparse.Namespace) -> int:
 def cmd_taxonomy(args: argparse.Namespace) -> int:
     try:
         if args.action == "import-google":
-            counts = import_google(args.db, args.path or google_taxonomy.DEFAULT_FILE, actor=args.actor)
+            counts = import_google(args.db, args.path or config.google_taxonomy_file(), actor=args.actor)
             print(f"Google Product Taxonomy: {counts['new']} new, {counts['updated']} updated, {counts['unchanged']} unchanged")
             return 0
         out = args.out or "google-feed.csv"

@@ -24,6 +24,17 @@ def catalog_dir() -> Path:
     return Path(os.environ.get("CATALOG_DIR", default))
 
 
+def hm_catalog_dir() -> Path:
+    """The H&M articles (a second platform, text only): `$HM_CATALOG_DIR`, else ../shared/data/hm-catalog."""
+    return Path(os.environ.get("HM_CATALOG_DIR", REPO_ROOT.parent / "shared" / "data" / "hm-catalog"))
+
+
+def google_taxonomy_file() -> Path:
+    """The Google Product Taxonomy file: `$GOOGLE_TAXONOMY_FILE`, else the copy under ../shared/data."""
+    default = REPO_ROOT.parent / "shared" / "data" / "google-product-taxonomy" / "taxonomy-with-ids.en-US.txt"
+    return Path(os.environ.get("GOOGLE_TAXONOMY_FILE", default))
+
+
 def database_url() -> str:
     """`$DATABASE_URL`, else a SQLite file under the data folder."""
     url = os.environ.get("DATABASE_URL")

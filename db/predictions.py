@@ -67,7 +67,6 @@ def undo_activate_model(session: Session, event: AuditEvent) -> None:
         previous.status = "active"
 
 
-
 def replace_predictions(session: Session, *, model_version_id: int, rows: list[dict[str, Any]]) -> int:
     """Store a model version's predictions, replacing any earlier ones of that version.
 
@@ -91,6 +90,18 @@ def mark_predicted(session: Session, *, model_version_id: int, key: str) -> None
     """Record the data key the version's stored predictions were made on (so re-runs can be skipped), and when."""
     version = session.get(ModelVersion, model_version_id)
     version.params = {**version.params, "predicted_key": key, "predicted_at": datetime.now(UTC).isoformat()}
+
+
+def deepest_predictions(session: Session, *, model_version_id: int) -> dict[int, int]:
+    """{product id: node id of its deepest predicted level} of a model version (its full predicted path's node)."""
+    best: dict[int, tuple[int, int]] = {}
+    rows = session.execute(
+        select(Prediction.product_id, Prediction.level, Prediction.node_id).where(Prediction.model_version_id == model_version_id)
+    )
+    for pid, level, node_id in rows:
+        if pid not in best or level > best[pid][0]:
+            best[pid] = (level, node_id)
+    return {pid: node for pid, (_, node) in best.items()}
 
 
 def prediction_table(session: Session, *, model_version_id: int) -> list[dict[str, Any]]:

@@ -21,13 +21,12 @@ from db.models import (
     AuditEvent,
     Platform,
     PlatformCategory,
-    Prediction,
     Product,
     StandardMapping,
     TaxonomyNode,
     utcnow,
 )
-from db.predictions import active_model_version
+from db.predictions import active_model_version, deepest_predictions
 from db.repo import CurationError, active_node, effective_labels_subquery, get_or_create_platform, write_audit
 
 _FIELDS = ("category_id", "status", "confidence", "ambiguous", "origin", "decided_by")
@@ -203,7 +202,8 @@ def feed_rows(session: Session, *, standard: str) -> Iterator[dict[str, Any]]:
     }
     cats = {c.id: c for c in categories_of(session, standard)}
     nodes = {n.id: n for n in session.scalars(select(TaxonomyNode))}
-    predicted = _deepest_predictions(session)
+    version = active_model_version(session)
+    predicted = deepest_predictions(session, model_version_id=version.id) if version else {}
     eff = effective_labels_subquery()
     stmt = (
         select(Product.id, Product.external_id, Product.title, Platform.name, eff.c.node_id)
@@ -224,20 +224,6 @@ def feed_rows(session: Session, *, standard: str) -> Iterator[dict[str, Any]]:
             "google_product_category": cats[category].code if category else "",
             "google_product_category_path": cats[category].path if category else "",
         }
-
-
-def _deepest_predictions(session: Session) -> dict[int, int]:
-    version = active_model_version(session)
-    if version is None:
-        return {}
-    best: dict[int, tuple[int, int]] = {}
-    rows = session.execute(
-        select(Prediction.product_id, Prediction.level, Prediction.node_id).where(Prediction.model_version_id == version.id)
-    )
-    for pid, level, node_id in rows:
-        if pid not in best or level > best[pid][0]:
-            best[pid] = (level, node_id)
-    return {pid: node for pid, (_, node) in best.items()}
 
 
 def _nearest_mapped(nodes: dict[int, TaxonomyNode], confirmed: dict[int, int], node_id: int | None) -> int | None:

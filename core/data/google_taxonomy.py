@@ -3,20 +3,9 @@ the standard that shopping feeds' `google_product_category` refers to."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_FILE = Path(
-    os.environ.get(
-        "GOOGLE_TAXONOMY_FILE",
-        Path(__file__).resolve().parents[2].parent
-        / "shared"
-        / "data"
-        / "google-product-taxonomy"
-        / "taxonomy-with-ids.en-US.txt",
-    )
-)
 PLATFORM = "google"
 
 

@@ -28,7 +28,7 @@ from core.embed.encoders import get_encoder
 from core.mapping.suggest import DEFAULT_WEIGHTS, NONE, Signals, Suggestion, Weights, cosine, specific_vote, suggest
 from db import mappings
 from db import predictions as preds
-from db.models import PATH_SEP, Platform, PlatformCategory, Prediction, Product, TaxonomyNode
+from db.models import PATH_SEP, Platform, PlatformCategory, Product, TaxonomyNode
 from db.repo import effective_labels_subquery, image_location
 from db.session import get_sessionmaker, transaction
 
@@ -94,15 +94,8 @@ def _votes(s, members: dict[int, list[int]], category_ids: list[int], paths: dic
     version = preds.active_model_version(s)
     if version is None:
         return [Counter() for _ in category_ids]
-    wanted = {pid for ids in members.values() for pid in ids}
-    deepest: dict[int, tuple[int, int]] = {}
-    rows = s.execute(
-        select(Prediction.product_id, Prediction.level, Prediction.node_id).where(Prediction.model_version_id == version.id)
-    )
-    for pid, level, node_id in rows:
-        if pid in wanted and (pid not in deepest or level > deepest[pid][0]):
-            deepest[pid] = (level, node_id)
-    return [Counter(paths[deepest[p][1]] for p in members.get(c, []) if p in deepest) for c in category_ids]
+    deepest = preds.deepest_predictions(s, model_version_id=version.id)
+    return [Counter(paths[deepest[p]] for p in members.get(c, []) if p in deepest) for c in category_ids]
 
 
 def product_inputs(s, product_ids: set[int]) -> dict[int, tuple[str, str | None]]:

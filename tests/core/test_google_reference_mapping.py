@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import os
 import re
 from pathlib import Path
 
@@ -22,11 +21,6 @@ HEADER = ["master_path", "google_id", "google_path", "kind", "products", "note"]
 KINDS = ("exact", "broader", "none")
 MIN_PRODUCTS = 10
 SEP = " > "
-
-
-def google_taxonomy_file() -> Path:
-    default = config.REPO_ROOT.parent / "shared" / "data" / "google-product-taxonomy" / "taxonomy-with-ids.en-US.txt"
-    return Path(os.environ.get("GOOGLE_TAXONOMY_FILE", default))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +45,7 @@ def leaf_counts() -> collections.Counter:
 @pytest.fixture(scope="module")
 def google() -> dict[str, str]:
     """Google category id -> full path, parsed from the taxonomy file (`ID - Level 1 > Level 2`, one header line)."""
-    lines = google_taxonomy_file().read_text(encoding="utf-8").splitlines()
+    lines = config.google_taxonomy_file().read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("#"), "the taxonomy file must start with its version header"
     categories = {}
     for line in lines[1:]:

@@ -181,9 +181,10 @@ def test_a_malformed_google_file_is_refused_with_its_lines_and_nothing_is_stored
 
 
 def test_the_shared_google_taxonomy_file_reads_whole():
-    from core.data.google_taxonomy import DEFAULT_FILE, read_google_taxonomy
+    from core.config import google_taxonomy_file
+    from core.data.google_taxonomy import read_google_taxonomy
 
-    categories = read_google_taxonomy(DEFAULT_FILE)
+    categories = read_google_taxonomy(google_taxonomy_file())
     by_code = {c.code: c.path for c in categories}
     assert len(categories) == 5582 and by_code["166"] == ("Apparel & Accessories",)
     assert by_code["212"] == ("Apparel & Accessories", "Clothing", "Shirts & Tops")

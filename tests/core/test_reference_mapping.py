@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import os
 import re
 from pathlib import Path
 
@@ -19,11 +18,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 MAPPING = DATA / "hm_reference_mapping.csv"
 HEADER = ["hm_path", "master_path", "kind", "products", "note"]
 SEP = " > "
-
-
-def hm_catalog_dir() -> Path:
-    default = config.REPO_ROOT.parent / "shared" / "data" / "hm-catalog"
-    return Path(os.environ.get("HM_CATALOG_DIR", default))
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +32,7 @@ def hm_counts() -> collections.Counter:
     """Articles per H&M `group > type`, counted from the parquet."""
     import pandas as pd
 
-    frame = pd.read_parquet(hm_catalog_dir() / "articles.parquet", columns=["product_group_name", "product_type_name"])
+    frame = pd.read_parquet(config.hm_catalog_dir() / "articles.parquet", columns=["product_group_name", "product_type_name"])
     return collections.Counter(frame["product_group_name"] + SEP + frame["product_type_name"])
 
 
