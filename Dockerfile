@@ -2,7 +2,11 @@
 #   docker build -t taxonomy-curator .
 #   docker run -p 8501:8501 -v /path/to/fashion-catalog:/catalog:ro -v curator-data:/data taxonomy-curator
 # Settings: DATABASE_URL (e.g. postgresql+psycopg://user:pw@host/db; default SQLite under /data),
-#           CATALOG_DIR (default /catalog), CATALOG_PLATFORM (default myntra).
+#           CATALOG_DIR (default /catalog), CATALOG_PLATFORM (default myntra),
+#           CURATOR_ADMIN_USER / CURATOR_ADMIN_PASSWORD: the first admin, made at the first start when no admin
+#           exists (without them: user "admin" with a random password, printed once in `docker logs`).
+# The app listens on 0.0.0.0 inside the container (asked for below: every page is behind sign-in); publish the port
+# on one host interface only where that is enough, e.g. -p 127.0.0.1:8501:8501.
 # On a CUDA host, replace faiss-cpu with faiss-gpu in requirements.txt; torch's wheel already carries CUDA.
 FROM python:3.11-slim
 
@@ -27,6 +31,7 @@ COPY app app
 COPY core core
 COPY db db
 COPY pages pages
+COPY .streamlit .streamlit
 # the project itself, editable: imports resolve to /srv/curator (no sys.path patching), `curator` = `python -m core`
 RUN pip install --no-deps -e .
 

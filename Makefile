@@ -1,5 +1,5 @@
 # Taxonomy Curator. The two commands of the README, and the lint CI runs first:
-#   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict/discover/map/review (cached), serve :8501
+#   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict (cached), serve :8501 while discover/map/review fill in
 #   make test   install what the tests need (venv, Chromium, PostgreSQL), start PostgreSQL, run the suite
 #   make lint   ruff, and the import-linter layering contracts of pyproject.toml
 PYTHON ?= python3
@@ -8,9 +8,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CATALOG_DIR ?= ../shared/data/fashion-catalog
 PORT ?= 8501
+# the interface `make serve` listens on: this machine only (ADDRESS=0.0.0.0 to share it; every page is behind sign-in)
+ADDRESS ?= 127.0.0.1
 export CATALOG_DIR
 
-.PHONY: install system-deps run ingest models serve test lint bench clean
+.PHONY: install system-deps run ingest models fill-in serve test lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,14 +35,15 @@ models: ingest
 	$(BIN)/python -m core embed
 	$(BIN)/python -m core train
 	$(BIN)/python -m core predict
-	$(BIN)/python -m core discover --node "Footwear > Shoes" --if-missing
-	$(BIN)/python -m core map
-	$(BIN)/python -m core review --if-missing
+
+fill-in: models  # discovery (Footwear > Shoes), the catalogue map and label scores: a background job behind the app
+	$(BIN)/python -m core fill-in --background
 
 serve: install
-	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(BIN)/python -m core users first-admin
+	$(BIN)/streamlit run app/main.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-run: models serve
+run: fill-in serve
 
 test: install system-deps
 	TEST_DATABASE_URL=$$(bash .ci/pg-start) $(BIN)/python -m pytest $(PYTEST_ARGS)

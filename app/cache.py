@@ -22,7 +22,7 @@ from core.steps.maps import ALL, load_map, map_file, slug_for
 from db import actions, jobs, mappings, repo, standards
 from db import predictions as preds
 from db import proposals as props
-from db.models import AuditEvent, Job, ModelVersion, Platform, Prediction, Product, Proposal
+from db.models import AuditEvent, Job, ModelVersion, Platform, Prediction, Product, Proposal, TaxonomyNode
 from db.session import get_sessionmaker, transaction, upgrade
 
 
@@ -130,6 +130,7 @@ def proposals(parent_id: int) -> list[dict[str, Any]]:
                 "suggested_names": p.suggested_names,
                 "scores": {k: v for k, v in p.scores.items() if k != "coords"},
                 "coords": p.scores.get("coords", []),
+                "version": p.version,  # what an action on it states it saw (`expected_version`)
             }
             for p in props.list_proposals(s, parent_node_id=parent_id)
         ]
@@ -185,6 +186,7 @@ def model_versions() -> list[dict[str, Any]]:
                 "metrics": {k: x for k, x in v.metrics.items() if k not in ("test_product_ids", "per_node_f1")},
                 "params": {k: x for k, x in v.params.items() if k != "node_ids"},
                 "predicted": counted.get(v.id, 0),
+                "version": v.version,  # what an activation states it saw (`expected`)
             }
             for v in s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))
         ]
@@ -335,3 +337,22 @@ def _standard_categories(url: str, version: tuple[int, int], standard: str) -> d
 def standard_categories(standard: str) -> dict[int, dict[str, str]]:
     """{category id: {"code": the standard's own id, "path": its path}} of every category of `standard`, by path."""
     return _standard_categories(db_url(), data_version(), standard)
+
+
+def category_proposal(category_id: int) -> dict[str, Any] | None:
+    """The latest proposal made from a platform category ("no master equivalent" proposed as a new master category):
+    id, name, status, the parent's path and the created node's; not cached, so a proposal shows at once."""
+    with factory()() as s:
+        proposal = mappings.category_proposal(s, category_id)
+        if proposal is None:
+            return None
+        node = lambda node_id: s.get(TaxonomyNode, node_id) if node_id is not None else None
+        parent, created = node(proposal.parent_node_id), node(proposal.created_node_id)
+        return {
+            "id": proposal.id,
+            "name": proposal.name,
+            "status": proposal.status,
+            "parent": parent.path if parent else None,
+            "created_node_id": proposal.created_node_id,
+            "created": created.path if created else None,
+        }

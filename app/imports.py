@@ -2,7 +2,8 @@
 content hash, or a path on the server), its rows read once per file, the column-mapping form (pre-filled from the
 platform's remembered mapping), the validation report, and starting and following the import job.
 
-Whatever the user typed or the file holds is shown as text (st.text, st.code, st.dataframe), never as markdown.
+Whatever the user typed or the file holds is shown as text (st.text, st.code, st.dataframe), never as markdown; where
+an alert or a progress bar names it (a job's actor, message), escaped with `app.text.md`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cache
+from app.text import md
 from app.widgets import actor
 from core import jobs
 from core.config import data_dir
@@ -397,7 +399,7 @@ def start_import(source: Source, platform: str, mapping: dict[str, Any], images_
     """Queue the import job (ingest, embed, predict) and start its process; a refusal becomes the flash message."""
     params = {"file": str(source.path), "name": source.name, "platform": platform, "mapping": mapping, "images_root": images_root}
     try:
-        jobs.start(cache.db_url(), kind="import", actor=actor(), params=params)
+        jobs.start(cache.db_url(), kind="import", user=actor(), params=params)
     except CurationError as exc:
         st.session_state["flash"] = ("error", str(exc))
 
@@ -413,14 +415,14 @@ def import_status(job: Any) -> None:
     what = f"import job #{job.id} ({job.params.get('actor') or '?'}, {job.created_at:%Y-%m-%d %H:%M})"
     st.text(f"{job.params.get('name', '')} -> platform {job.params.get('platform', '')}")
     if running(job):
-        st.progress(job.progress, text=f"{what}: {job.message}")
+        st.progress(job.progress, text=md(f"{what}: {job.message}"))
     elif job.status == "done":
-        st.success(f"{what} finished. The products are on the Predictions, Overview and Taxonomy pages.")
+        st.success(md(f"{what} finished. The products are on the Predictions, Overview and Taxonomy pages."))
         st.text(job.log.strip().splitlines()[-1].split(" ", 1)[-1] if job.log else "")  # the outcome, without its time
     else:
         written = "ingest: " in (job.log or "")
         st.error(
-            f"{what} failed: "
+            md(f"{what} failed: ")
             + ("the products were imported; a later step did not finish (see the log)." if written else "nothing was imported.")
         )
         st.code(job.error or "", language=None)

@@ -5,19 +5,20 @@ And the other target, once the Google Product Taxonomy is imported: the master c
 the same decisions (`decide_standard`), the "Suggest Google categories" job and the shopping-feed download.
 
 Category names, product titles, paths and actors come from platform files or from people: they are shown with
-`st.text` / `st.dataframe`, or escaped (`plain`) where Streamlit renders markdown (alerts, progress text).
+`st.text` / `st.dataframe`, or escaped (`app.text.md`) where Streamlit renders markdown (alerts, progress text).
 """
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from typing import Any
 
 import streamlit as st
 
 from app import cache
-from app.widgets import actor, perform
+from app.auth import may, may_start
+from app.text import md, short
+from app.widgets import actor, perform, photo
 from core import jobs
 from core.data.google_taxonomy import PLATFORM as GOOGLE
 from core.steps.standard import feed_csv
@@ -32,19 +33,14 @@ STATUS_LABELS = {
     "no_equivalent": "no master equivalent",
     "unmapped": "not suggested yet",
 }
-DECISIONS = ("confirm_mapping", "reject_mapping", "bulk_confirm_mappings", "suggest_mappings")
+DECISIONS = ("confirm_mapping", "reject_mapping", "bulk_confirm_mappings", "suggest_mappings", "propose_category")
 STANDARD_DECISIONS = ("decide_standard", "suggest_standard")
 NO_EQUIVALENT = "(no master equivalent)"
 NO_GOOGLE = "(no Google equivalent)"
 PLATFORMS = "platforms"  # the targets of the page: a platform onto the master taxonomy, or the master onto GOOGLE
 TARGETS = {PLATFORMS: "a platform onto the master taxonomy", GOOGLE: "the master taxonomy onto Google"}
+SAMPLE_CHARS = 200  # of a sample product's title
 IMPORT_HINT = "To map the master taxonomy onto the Google Product Taxonomy, import it: `python -m core taxonomy import-google`"
-_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=\"'])")
-
-
-def plain(text: Any) -> str:
-    """`text` with every markdown / HTML character backslash-escaped, for the widgets that render markdown."""
-    return _MARKUP.sub(r"\\\1", str(text))
 
 
 def flash() -> None:
@@ -52,7 +48,7 @@ def flash() -> None:
     message = st.session_state.pop("flash", None)
     if message:
         kind, text = message
-        (st.success if kind == "ok" else st.error)(plain(text))
+        (st.success if kind == "ok" else st.error)(md(text))
 
 
 def decide(action: str, done: str, **kwargs: Any) -> None:
@@ -165,7 +161,7 @@ def bulk_confirm(platform: str, rows: list[dict[str, Any]]) -> None:
     button.button(
         label,
         key="map_bulk",
-        disabled=not n,
+        disabled=(not n) or not may("bulk_confirm_mappings"),
         help="One action: a single Undo reverses all of them.",
         on_click=decide,
         args=("bulk_confirm_mappings", f"Confirmed {n} mappings ({products:,} products labelled)."),
@@ -180,8 +176,8 @@ def samples(cards: list[dict[str, Any]]) -> None:
         return
     photos = [c["image"] for c in cards if c["image_status"] == "ok" and c["image"]]
     if photos:
-        st.image(photos, width=72)
-    st.text("\n".join(f"· {c['title'] or '#' + c['external_id']}" for c in cards))
+        photo(photos, width=72, why="a photo is unreadable")
+    st.text("\n".join(f"· {short(c['title'] or '#' + c['external_id'], SAMPLE_CHARS)}" for c in cards))
 
 
 def suggestion(row: dict[str, Any]) -> None:
@@ -223,29 +219,29 @@ def decisions(row: dict[str, Any], masters: dict[int, str]) -> None:
         "Confirm",
         key="map_confirm",
         type="primary",
-        disabled=current is None or status == "confirmed",
+        disabled=(current is None or status == "confirmed") or not may("confirm_mapping"),
         width="stretch",
         on_click=decide,
         args=("confirm_mapping", f"Mapping confirmed: its {n} now carry the master label."),
-        kwargs={"category_id": cid, "node_id": current},  # the suggestion shown, even if a new run changed it since
+        kwargs={"category_id": cid, "node_id": current, "expected_version": row["version"]},  # the suggestion shown
     )
     c2.button(
         "Reject",
         key="map_reject",
-        disabled=status == "rejected",
+        disabled=(status == "rejected") or not may("reject_mapping"),
         width="stretch",
         on_click=decide,
         args=("reject_mapping", f"Suggestion rejected ({n} unlabelled)."),
-        kwargs={"category_id": cid},
+        kwargs={"category_id": cid, "expected_version": row["version"]},
     )
     c3.button(
         "No master equivalent",
         key="map_none",
-        disabled=status == "no_equivalent",
+        disabled=(status == "no_equivalent") or not may("reject_mapping"),
         width="stretch",
         on_click=decide,
         args=("reject_mapping", f"Marked as having no master equivalent ({n})."),
-        kwargs={"category_id": cid, "no_equivalent": True},
+        kwargs={"category_id": cid, "no_equivalent": True, "expected_version": row["version"]},
     )
     ids = list(masters)
     picked = st.selectbox(
@@ -258,10 +254,71 @@ def decisions(row: dict[str, Any], masters: dict[int, str]) -> None:
     st.button(
         "Map to the chosen category",
         key="map_change",
-        disabled=picked is None or (picked == current and status == "confirmed"),
+        disabled=(picked is None or (picked == current and status == "confirmed")) or not may("confirm_mapping"),
         on_click=decide,
         args=("confirm_mapping", f"Mapping changed: its {n} now carry the chosen master label."),
-        kwargs={"category_id": cid, "node_id": picked},
+        kwargs={"category_id": cid, "node_id": picked, "expected_version": row["version"]},
+    )
+    if status == "no_equivalent":
+        propose_new(row, masters)
+
+
+def default_parent(candidates: list[dict[str, Any]], masters: dict[int, str]) -> int | None:
+    """Where a category with no master equivalent most likely belongs: its best master candidate when that is an
+    inner node, else that leaf's parent (None when it has no candidate)."""
+    best = next((c["node_id"] for c in candidates if c.get("node_id") in masters), None)
+    if best is None:
+        return None
+    path = masters[best]
+    if any(other.startswith(path + " > ") for other in masters.values()):
+        return best
+    parent = path.rsplit(" > ", 1)[0] if " > " in path else None
+    return next((i for i, p in masters.items() if p == parent), best)
+
+
+def propose_new(row: dict[str, Any], masters: dict[int, str]) -> None:
+    """ "No master equivalent": propose the category as a new master category (the proposal flow of the Clusters page),
+    or, once proposed, say where it stands; once accepted, map the category onto the category it created."""
+    cid, name = row["category_id"], row["path"].split(" > ")[-1]
+    proposal = cache.category_proposal(cid)
+    st.markdown("**Propose as a new master category**")
+    if proposal is not None and proposal["status"] == "open":
+        st.text(
+            f"Proposed as {proposal['parent']} > {proposal['name']} (proposal #{proposal['id']}): decide it on the Clusters page."
+        )
+        return
+    if proposal is not None and proposal["created_node_id"] is not None:
+        st.text(f"Proposal #{proposal['id']} was accepted as {proposal['created']}.")
+        st.button(
+            "Map onto the new category",
+            key="map_onto_created",
+            disabled=not may("confirm_mapping"),
+            on_click=decide,
+            args=("confirm_mapping", "Mapped onto the category its proposal created."),
+            kwargs={"category_id": cid, "node_id": proposal["created_node_id"], "expected_version": row["version"]},
+        )
+        return
+    ids = list(masters)
+    parent = default_parent(row.get("candidates") or [], masters)
+    c1, c2 = st.columns(2)
+    picked = c1.selectbox(
+        "Under (type to search)",
+        ids,
+        index=ids.index(parent) if parent in masters else 0,
+        key=f"map_new_parent_{cid}",
+        format_func=masters.get,
+    )
+    new_name = c2.text_input("Name", value=name, key=f"map_new_name_{cid}")
+    st.button(
+        "Propose",
+        key="map_propose",
+        disabled=(picked is None or not new_name.strip()) or not may("propose_category"),
+        on_click=decide,
+        args=(
+            "propose_category",
+            f"Proposed {row['products']:,} products as a new master category; decide it on the Clusters page.",
+        ),
+        kwargs={"category_id": cid, "parent_node_id": picked, "name": new_name},
     )
 
 
@@ -277,7 +334,7 @@ def history(kinds: tuple[str, ...] = DECISIONS) -> None:
             f"#{event.id} {event.time:%Y-%m-%d %H:%M} · {event.actor} · {actions.label(event.action)} · {event.summary}{state}"
         )
         if actions.undoable(event.action) and not event.undone_by_id:
-            right.button("Undo", key=f"map_undo_{event.id}", on_click=undo, args=(event.id,))
+            right.button("Undo", key=f"map_undo_{event.id}", disabled=not may("undo"), on_click=undo, args=(event.id,))
 
 
 def undo(event_id: int) -> None:
@@ -296,7 +353,7 @@ def running(job: Any) -> bool:
 def start_suggest(kind: str, params: dict[str, Any]) -> None:
     """Queue the suggestion job (`kind` "mapping" or "standard") and start its process; a refusal becomes the flash."""
     try:
-        jobs.start(cache.db_url(), kind=kind, actor=actor(), params=params)
+        jobs.start(cache.db_url(), kind=kind, user=actor(), params=params)
     except CurationError as exc:
         st.session_state["flash"] = ("error", str(exc))
 
@@ -309,14 +366,14 @@ def suggest_status(job: Any) -> None:
     target = job.params.get("platform") or job.params.get("standard") or "?"
     what, seen = f"Suggest job #{job.id} for {target} ({who}, {when})", f"{job.kind}_job_seen"
     if running(job):
-        st.progress(job.progress, text=plain(f"{what}: {job.message}"))
+        st.progress(job.progress, text=md(f"{what}: {job.message}"))
         st.session_state[seen] = job.id
         return
     lines = job.log.strip().splitlines() if job.log else []
     if job.status == "done":
-        st.success(plain(f"{what} finished: {lines[-1] if lines else ''}"))
+        st.success(md(f"{what} finished: {lines[-1] if lines else ''}"))
     else:
-        st.error(plain(f"{what} failed; nothing was changed. {job.error or ''}"))
+        st.error(md(f"{what} failed; nothing was changed. {job.error or ''}"))
     if lines:
         with st.expander(f"Log of job #{job.id}"):
             st.code("\n".join(lines)[-4000:], language=None)
@@ -333,7 +390,12 @@ def suggest_poll(kind: str) -> None:
 def job_control(kind: str, params: dict[str, Any], label: str, key: str, help: str) -> None:
     """A suggestion job's button (a background job, one of a kind at a time) and the latest job's state."""
     job = cache.latest_job(kind)
-    if st.button(label, key=key, disabled=running(job), help=f"{help} Runs in the background: you can leave this page."):
+    if st.button(
+        label,
+        key=key,
+        disabled=running(job) or not may_start(kind),
+        help=f"{help} Runs in the background: you can leave this page.",
+    ):
         start_suggest(kind, params)
         st.rerun()
     if running(job):
@@ -451,7 +513,7 @@ def decide_each(action: str, done: str, items: list[dict[str, Any]]) -> None:
     try:
         with transaction(cache.factory()) as session:
             for kwargs in items:
-                actions.perform(session, action, actor=actor(), **kwargs)
+                actions.perform(session, action, user=actor(), **kwargs)
     except CurationError as exc:
         st.session_state["flash"] = ("error", str(exc))
         return
@@ -467,11 +529,16 @@ def google_bulk_confirm(rows: list[dict[str, Any]]) -> None:
     button.button(
         f"Confirm {n} suggestion{'' if n == 1 else 's'} >= {low:.2f}",
         key="std_bulk",
-        disabled=not n,
+        disabled=(not n) or not may("decide_standard"),
         help="One transaction (all or none); each master category gets its own decision, undone one by one.",
         on_click=decide_each,
         args=("decide_standard", f"Confirmed the Google category of {n} master categories."),
-        kwargs={"items": [{"standard": GOOGLE, "node_id": r["node_id"], "category_id": r["category_id"]} for r in ready]},
+        kwargs={
+            "items": [
+                {"standard": GOOGLE, "node_id": r["node_id"], "category_id": r["category_id"], "expected_version": r["version"]}
+                for r in ready
+            ]
+        },
     )
 
 
@@ -505,13 +572,13 @@ def google_suggestion(row: dict[str, Any], cats: dict[int, dict[str, str]]) -> N
 def google_decisions(row: dict[str, Any], cats: dict[int, dict[str, str]]) -> None:
     """Confirm the suggestion, reject it, or change it (a searchable picker over the Google categories) and confirm."""
     node, status, current, path = row["node_id"], row["status"], row["category_id"], row["master_path"]
-    which = {"standard": GOOGLE, "node_id": node}
+    which = {"standard": GOOGLE, "node_id": node, "expected_version": row["version"]}
     c1, c2 = st.columns(2)
     c1.button(
         "Confirm",
         key="std_confirm",
         type="primary",
-        disabled=current is None or status == "confirmed",
+        disabled=(current is None or status == "confirmed") or not may("decide_standard"),
         width="stretch",
         on_click=decide,
         args=("decide_standard", f"{path} now goes to Google {row['standard_path']} in the shopping feed."),
@@ -520,7 +587,7 @@ def google_decisions(row: dict[str, Any], cats: dict[int, dict[str, str]]) -> No
     c2.button(
         "Reject",
         key="std_reject",
-        disabled=status in ("rejected", "unmapped"),
+        disabled=(status in ("rejected", "unmapped")) or not may("decide_standard"),
         width="stretch",
         on_click=decide,
         args=("decide_standard", f"Google suggestion for {path} rejected."),
@@ -537,7 +604,7 @@ def google_decisions(row: dict[str, Any], cats: dict[int, dict[str, str]]) -> No
     st.button(
         "Map to the chosen Google category",
         key="std_change",
-        disabled=picked is None or (picked == current and status == "confirmed"),
+        disabled=(picked is None or (picked == current and status == "confirmed")) or not may("decide_standard"),
         on_click=decide,
         args=("decide_standard", f"{path} now goes to the chosen Google category in the shopping feed."),
         kwargs={**which, "category_id": picked},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.data.dataset import PATH_SEP
+from core.data.export import safe_frame
 
 AGREEMENT = {"all": None, "agrees with label": True, "disagrees with label": False}
 
@@ -58,5 +59,6 @@ def filter_predictions(
 
 
 def to_csv(df) -> bytes:
-    """The filtered table as UTF-8 CSV for download."""
-    return df.to_csv(index=False).encode("utf-8")
+    """The filtered table as UTF-8 CSV for download, a cell a spreadsheet would run as a formula (a title starting
+    with =, +, -, @) neutralised with a leading apostrophe."""
+    return safe_frame(df).to_csv(index=False).encode("utf-8")

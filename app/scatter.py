@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from app.text import label, short
 from core.data.dataset import PATH_SEP
+
+LEGEND_CHARS = 60  # of a group's name in the legend and the hover text
 
 
 def group_names(
@@ -36,7 +39,8 @@ def scatter_groups(product_ids: np.ndarray, xy: np.ndarray, names: list[str], *,
     rounded to 3 decimals: the page payload is mostly these numbers).
 
     Returns:
-        [{"name", "x", "y", "ids"}], largest first, "unassigned"/"other" last.
+        [{"name", "x", "y", "ids"}], largest first, "unassigned"/"other" last; "name" is the legend's text (the
+        group's name cut to LEGEND_CHARS and escaped for Plotly, which renders HTML in it) and its size.
     """
     counts = Counter(names)
     special = {n for n in counts if n == "unassigned" or n.startswith("no ")}
@@ -52,7 +56,7 @@ def scatter_groups(product_ids: np.ndarray, xy: np.ndarray, names: list[str], *,
         if len(rows):
             out.append(
                 {
-                    "name": f"{name} ({len(rows):,})",
+                    "name": f"{label(short(name, LEGEND_CHARS))} ({len(rows):,})",
                     "x": xy[rows, 0].tolist(),
                     "y": xy[rows, 1].tolist(),
                     "ids": product_ids[rows].tolist(),

@@ -6,22 +6,33 @@ from typing import Any
 
 import streamlit as st
 
-from app import cache
+from app import auth, cache
+from app.text import is_cut, md, short
 from core import jobs
 from db import actions
 from db.repo import CurationError
-from db.session import transaction
+from db.session import masked_url, transaction
+from db.users import Identity
 
 
-def actor() -> str:
-    """Who is acting, for the audit log (set in the sidebar)."""
-    return (st.session_state.get("actor") or "").strip() or "merchandiser"
+def actor() -> Identity:
+    """Who is acting: the signed-in user (app/auth.py), whom the audit log names; refused when nobody is signed in."""
+    user = auth.current_user()
+    if user is None:
+        raise CurationError("Sign in first.")
+    return user
 
 
 def sidebar() -> None:
+    """Who is signed in, with which role, the sign-out button and the database (its credentials masked)."""
+    user = auth.current_user()
     with st.sidebar:
-        st.text_input("Your name (for the audit log)", key="actor", placeholder="merchandiser")
-        st.caption(f"Database: `{cache.db_url().split('@')[-1]}`")
+        if user is not None:
+            st.text(f"Signed in as {user.name} ({user.role})")
+            if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+                auth.sign_out("You have signed out.")
+                st.rerun()
+        st.text(f"Database: {masked_url(cache.db_url())}")
 
 
 def flash() -> None:
@@ -29,14 +40,14 @@ def flash() -> None:
     message = st.session_state.pop("flash", None)
     if message:
         kind, text = message
-        (st.success if kind == "ok" else st.error)(text)
+        (st.success if kind == "ok" else st.error)(md(text))  # messages name categories, products, people: text
 
 
 def perform(action: str, **kwargs: Any) -> bool:
     """Run the registered action `action` (db/actions.py) as one transaction; a refusal becomes the flash message."""
     try:
         with transaction(cache.factory()) as session:
-            actions.perform(session, action, actor=actor(), **kwargs)
+            actions.perform(session, action, user=actor(), **kwargs)
     except CurationError as exc:
         st.session_state["flash"] = ("error", str(exc))
         return False
@@ -54,9 +65,10 @@ def confirmation() -> None:
     if not pending:
         return
     with st.container(border=True):
-        st.warning(pending["message"])
+        st.warning(md(pending["message"]))
         yes, no = st.columns(2)
-        if yes.button("Confirm", key="confirm_action", type="primary", width="stretch"):
+        allowed = auth.may(pending["action"])
+        if yes.button("Confirm", key="confirm_action", type="primary", width="stretch", disabled=not allowed):
             st.session_state.pop("pending")
             if perform(pending["action"], **pending["kwargs"]):
                 st.session_state["flash"] = ("ok", f"Done: {pending['message'].rstrip('?')}.")
@@ -75,11 +87,41 @@ def tree_markdown(rows: list[dict[str, Any]], root_id: int) -> str:
 
     def walk(parent_id: int, indent: int) -> None:
         for row in by_parent.get(parent_id, []):
-            lines.append(f"{'  ' * indent}- **{row['name']}** · {row['products']:,}")
+            lines.append(f"{'  ' * indent}- **{md(row['name'])}** · {row['products']:,}")
             walk(row["id"], indent + 1)
 
     walk(root_id, 0)
     return "\n".join(lines) or "_no sub-categories_"
+
+
+TITLE_CHARS = 120  # of a title on a card; the whole title in the card's "Full text" expander
+CAPTION_CHARS = 200  # of an id, a brand, a category path on a card
+
+
+def photo(image: str, *, why: str = "unreadable", **kwargs: Any) -> bool:
+    """`st.image(image)`; a file that is no longer a readable image (replaced, truncated, a decompression bomb,
+    gone) shows "no photo (unreadable)" instead of a traceback. Returns whether the photo was shown."""
+    from PIL import Image
+    from streamlit.runtime.media_file_storage import MediaFileStorageError
+
+    try:
+        st.image(image, **kwargs)
+    except (OSError, ValueError, Image.DecompressionBombError, MediaFileStorageError):
+        st.caption(f"no photo ({why})")
+        return False
+    return True
+
+
+def card_text(title: Any, *, chars: int = TITLE_CHARS, heading: bool = False) -> None:
+    """A card's title, bold (a sub-header when `heading`) and cut to `chars` characters (escaped: a title is text);
+    a cut title's full text in a collapsed expander, so a long one neither stretches the card nor is lost."""
+    if heading:
+        st.subheader(md(short(title, chars)), anchor=False)
+    else:
+        st.markdown(f"**{md(short(title, chars))}**")
+    if is_cut(title, chars):
+        with st.expander("Full text"):
+            st.text(title)
 
 
 def product_grid(cards: list[dict[str, Any]], *, columns: int = 6) -> None:
@@ -89,11 +131,12 @@ def product_grid(cards: list[dict[str, Any]], *, columns: int = 6) -> None:
         for col, card in zip(cols, cards[start : start + columns]):
             with col:
                 if card["image_status"] == "ok" and card["image"]:  # remote URLs: only once fetched (ingest --fetch-images)
-                    st.image(card["image"], width="stretch")
+                    photo(card["image"], width="stretch")
                 else:
                     st.caption(f"no photo ({card['image_status']})")
-                st.markdown(f"**{card['title']}**")
-                st.caption(f"{card['platform']} #{card['external_id']} · {card['label'] or 'unlabelled'}")
+                card_text(card["title"])
+                where = f"{card['platform']} #{card['external_id']} · {card['label'] or 'unlabelled'}"
+                st.caption(md(short(where, CAPTION_CHARS)))
 
 
 def job_status(job: Any) -> None:
@@ -101,22 +144,23 @@ def job_status(job: Any) -> None:
     if job is None:
         return
     when = f"{job.created_at:%Y-%m-%d %H:%M}"
-    who = job.params.get("actor") or "?"
+    what = f"{job.kind} job #{job.id} ({job.params.get('actor') or '?'}, {when})"  # messages and logs name categories
     if job.status in ("queued", "running"):
-        st.progress(job.progress, text=f"{job.kind} job #{job.id} ({who}, {when}): {job.message}")
+        st.progress(job.progress, text=md(f"{what}: {job.message}"))
     elif job.status == "done":
-        st.success(f"{job.kind} job #{job.id} ({who}, {when}) finished: {job.log.strip().splitlines()[-1] if job.log else ''}")
+        st.success(md(f"{what} finished: {job.log.strip().splitlines()[-1] if job.log else ''}"))
     else:
-        st.error(f"{job.kind} job #{job.id} ({who}, {when}) failed; nothing was changed. {job.error or ''}")
+        st.error(md(f"{what} failed; nothing was changed. {job.error or ''}"))
     if job.log:
         with st.expander(f"Log of job #{job.id}"):
             st.code(job.log[-4000:], language=None)
 
 
 def start_job(kind: str) -> None:
-    """Start a background job of `kind`; a refusal (one is running already) becomes the flash message."""
+    """Start a background job of `kind` as the signed-in user; a refusal (below the job's role, or one is running
+    already) becomes the flash message."""
     try:
-        jobs.start(cache.db_url(), kind=kind, actor=actor())
+        jobs.start(cache.db_url(), kind=kind, user=actor())
     except CurationError as exc:
         st.session_state["flash"] = ("error", str(exc))
 
@@ -134,6 +178,25 @@ def follow_job(job: Any) -> None:
         st.rerun(scope="app")
 
 
+def filling() -> bool:
+    """Whether the job that fills in behind a starting app (`make run`: discovery, the catalogue map, label scores;
+    core/steps/fill.py) is queued or running."""
+    job = cache.latest_job("fill")
+    return job is not None and job.status in ("queued", "running")
+
+
+@st.fragment(run_every=2.0)
+def fill_status() -> None:
+    """That job's progress while it runs (and its outcome once, in the session that saw it run); the whole page
+    reruns when it ends, with what it made."""
+    job = cache.latest_job("fill")
+    if job is not None and (job.status in ("queued", "running") or st.session_state.get("fill_job_seen") == job.id):
+        follow_job(job)
+
+
+SUMMARY_CHARS = 300  # of an audit summary in a history line
+
+
 def audit_table(events: list[Any]) -> None:
     """Recent audit events, newest first, with an Undo button on those that can be undone."""
     if not events:
@@ -143,11 +206,12 @@ def audit_table(events: list[Any]) -> None:
         left, right = st.columns([4, 1], vertical_alignment="center")
         state = f" · undone by #{event.undone_by_id}" if event.undone_by_id else ""
         what = actions.label(event.action)
-        left.markdown(f"`#{event.id}` {event.time:%Y-%m-%d %H:%M} · **{event.actor}** · _{what}_ · {event.summary}{state}")
+        summary = md(short(event.summary, SUMMARY_CHARS))
+        left.markdown(f"`#{event.id}` {event.time:%Y-%m-%d %H:%M} · **{md(event.actor)}** · _{what}_ · {summary}{state}")
         undoable = actions.undoable(event.action) and not event.undone_by_id
-        if undoable and right.button("Undo", key=f"undo_{event.id}"):
+        if undoable and right.button("Undo", key=f"undo_{event.id}", disabled=not auth.may("undo")):
             if perform("undo", event_id=event.id):
-                st.session_state["flash"] = ("ok", f"Undid #{event.id}: {event.summary}")
+                st.session_state["flash"] = ("ok", f"Undid #{event.id}: {short(event.summary, SUMMARY_CHARS)}")
             st.rerun()
 
 
@@ -157,13 +221,13 @@ def prediction_cards(rows: list[dict[str, Any]], *, levels: list[str], columns: 
         for col, row in zip(st.columns(columns), rows[start : start + columns]):
             with col.container(border=True):
                 if isinstance(row["image"], str) and row["image"]:  # pandas turns a missing photo into NaN
-                    st.image(row["image"], width="stretch")
+                    photo(row["image"], width="stretch")
                 else:
                     st.caption("no photo")
-                st.markdown(f"**{row['title']}**")
+                card_text(row["title"])
                 mark = {True: ":green[agrees]", False: ":red[disagrees]", None: "unlabelled"}[row["agrees"]]
-                st.caption(f"label: {row['label'] or '—'}")
-                st.caption(f"predicted: {row['predicted']} · {mark} · stage {row['stage']}")
+                st.caption(f"label: {md(short(row['label'], CAPTION_CHARS)) or '—'}")
+                st.caption(f"predicted: {md(short(row['predicted'], CAPTION_CHARS))} · {mark} · stage {row['stage']}")
                 confs = " · ".join(
                     f"L{i + 1} {row[c]:.2f}" for i, c in enumerate(levels) if row[c] == row[c] and row[c] is not None
                 )

@@ -27,8 +27,9 @@ from core.data.ingest import ColumnMap, IngestError
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.encoders import DEFAULT_ENCODERS
 from core.steps.catalogue import load_catalogue
-from core.steps.discover import discover
+from core.steps.discover import discover, store_level
 from core.steps.embed import catalogue_features, embed
+from core.steps.fill import DEFAULT_NODE, fill_in, missing
 from core.steps.ingest import ingest
 from core.steps.mapping import export_mappings, suggest_mappings
 from core.steps.maps import build_catalogue_map
@@ -36,12 +37,13 @@ from core.steps.predict import predict
 from core.steps.review import run_review
 from core.steps.standard import export_feed, import_google, suggest_standard
 from core.steps.train import train
+from db import backup as backups
 from db import mappings as maps
 from db import proposals as props
-from db import review, standards
+from db import review, standards, users
 from db.actions import perform
 from db.repo import CurationError, node_by_path
-from db.session import current_revision, get_sessionmaker, transaction, upgrade
+from db.session import current_revision, get_sessionmaker, masked_url, transaction, upgrade
 
 
 def _write_json(path: str, result) -> None:
@@ -119,7 +121,36 @@ def cmd_db(args: argparse.Namespace) -> int:
     url = args.db
     if args.action == "upgrade":
         upgrade(url)
-    print(f"{url}: at revision {current_revision(url)}")
+    print(f"{masked_url(url)}: at revision {current_revision(url)}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """The whole database to one file (default: a time-stamped file under the data folder's backups/)."""
+    from datetime import datetime
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else config.data_dir() / "backups" / f"curator-{stamp}{backups.suffix(args.db)}"
+    try:
+        revision = backups.backup(args.db, out)
+    except backups.BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 2
+    print(f"{masked_url(args.db)} (schema revision {revision}) backed up to {out}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Replace the database by a backup; refuses a database holding tables without --yes."""
+    try:
+        revision = backups.restore(args.db, args.file, overwrite=args.yes)
+    except backups.BackupError as exc:
+        print(f"restore refused, the database is unchanged: {exc}", file=sys.stderr)
+        return 2
+    print(f"{masked_url(args.db)} restored from {args.file} (schema revision {revision})")
+    head = backups.head_revision(args.db)
+    if revision != head:
+        print(f"the backup's schema is older than this version's ({head}): `python -m core db upgrade` brings it up to date")
     return 0
 
 
@@ -207,6 +238,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_discover(args: argparse.Namespace) -> int:
     if args.benchmark:
         return _discover_benchmark(args)
+    if args.level is not None:
+        n = store_level(args.db, args.node, args.level, device=args.device)
+        print(f"{args.node}: {n} open proposals at the level of {args.level} groups of the last run")
+        return 0
     if args.if_missing:
         with get_sessionmaker(args.db)() as s:
             node = node_by_path(s, args.node)
@@ -218,13 +253,25 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def _discover_benchmark(args: argparse.Namespace) -> int:
-    result = discovery_bench.benchmark(args.db, node_path=args.node, **_discovery_options(args), progress=_tqdm_progress())
+    tree = {k: v for k, v in (("linkage", args.linkage), ("represent", args.represent), ("default", args.default_k)) if v}
+    result = discovery_bench.benchmark(
+        args.db,
+        node_path=args.node,
+        **_discovery_options(args),
+        max_products=args.max_products,
+        hierarchy=tree,
+        bertopic=not args.no_bertopic,
+        progress=_tqdm_progress(),
+    )
     _write_json(args.out, result)
+    print(f"{result['node']}: {result['n_products']} products, {len(result['hidden_types'])} hidden types")
     for name, run in result["runs"].items():
-        print(
-            f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters, "
-            f"{run['share_unassigned']:.1%} unassigned, {run['seconds']}s"
-        )
+        for level in ("default", "hidden_level"):
+            r = run[level]
+            print(
+                f"{name} [{level}, {r['proposals']} proposals]: ARI {r['ari']:.3f}, NMI {r['nmi']:.3f}, "
+                f"purity {r['purity']:.3f}, {r['share_unassigned']:.1%} unassigned, name accuracy {r['name_accuracy']:.3f}"
+            )
     return 0
 
 
@@ -265,15 +312,30 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "per_node"}, indent=1))
         return 0
     if args.background:
-        job_id = jobs.start(args.db, kind="retrain", actor=args.actor)
+        job_id = jobs.start(args.db, kind="retrain", user=users.operator(args.actor))
         print(f"retrain job #{job_id} started; its progress is on the Models page and in {jobs.job_log_file(job_id)}")
         return 0
-    job_id = jobs.start(args.db, kind="retrain", actor=args.actor, spawn=False)  # one at a time, also from the CLI
+    job_id = jobs.start(args.db, kind="retrain", user=users.operator(args.actor), spawn=False)  # one at a time, also here
     return 0 if jobs.run_job(args.db, job_id) else 1
 
 
 def cmd_job(args: argparse.Namespace) -> int:
     return 0 if jobs.run_job(args.db, args.job_id) else 1
+
+
+def cmd_fill_in(args: argparse.Namespace) -> int:
+    """`fill-in`: discovery, the catalogue map and label scores where missing; `--background`: as a job, at once."""
+    todo = missing(args.db, args.node)
+    if not args.background:
+        fill_in(args.db, node_path=args.node, progress=_tqdm_progress())
+        return 0
+    try:
+        job_id = jobs.start(args.db, kind="fill", user=users.operator(args.actor), params={"node": args.node})
+    except CurationError as exc:  # one is running already (a second start while the first fills in)
+        print(f"fill-in: {exc}")
+        return 0
+    print(f"fill-in job #{job_id} started in the background ({', '.join(todo)}); the pages show its progress")
+    return 0
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -343,9 +405,8 @@ def _confirm_google(args: argparse.Namespace) -> int:
         if args.code and args.code not in codes:
             raise ValueError(f"no Google category with id {args.code}")
         for r in chosen:
-            perform(
-                s, "decide_standard", actor=args.actor, standard="google", node_id=r["node_id"], category_id=codes.get(args.code)
-            )
+            by = users.operator(args.actor)
+            perform(s, "decide_standard", user=by, standard="google", node_id=r["node_id"], category_id=codes.get(args.code))
     print(f"{len(chosen)} master categories mapped onto Google categories")
     return 0
 
@@ -377,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Taxonomy Curator pipeline steps.")
     parser.add_argument("--db", default=None, help=DB_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_catalogue_commands, _model_commands, _curation_commands, _mapping_commands, _admin_commands):
+    for add in (_catalogue_commands, _model_commands, _curation_commands, _mapping_commands, _admin_commands, _user_commands):
         add(sub)
     for command in sub.choices.values():
         # also after the sub-command; SUPPRESS: when absent there, the value given before it (or None) stays
@@ -461,6 +522,14 @@ def _curation_commands(sub) -> None:
     dis.add_argument("--benchmark", action="store_true", help="hide the level below --node and score against it")
     dis.add_argument("--out", default="benchmarks/results/discovery.json")
     dis.add_argument("--if-missing", action="store_true", help="do nothing when the node already has proposals")
+    dis.add_argument("--level", type=int, default=None, help="store the level of this many groups of the last run's tree")
+    dis.add_argument("--max-products", type=int, default=None, help="--benchmark: a seeded sample of this many products")
+    dis.add_argument("--no-bertopic", action="store_true", help="--benchmark: leave BERTopic out")
+    dis.add_argument("--linkage", choices=["average", "ward"], default=None, help="--benchmark: the tree's linkage")
+    dis.add_argument(
+        "--represent", choices=["embedding", "ctfidf", "combined"], default=None, help="--benchmark: what the tree merges by"
+    )
+    dis.add_argument("--default-k", choices=["gap", "silhouette"], default=None, help="--benchmark: rule for the default level")
     dis.add_argument("--min-cluster-size", type=int, default=None, help="smallest proposal (default: 40, or 5%% of a small node)")
     dis.add_argument(
         "--max-unassigned",
@@ -526,6 +595,12 @@ def _mapping_commands(sub) -> None:
 
 
 def _admin_commands(sub) -> None:
+    fill = sub.add_parser("fill-in", help="discover, map and score labels where missing (make serve: in the background)")
+    fill.add_argument("--node", default=DEFAULT_NODE, help=f"the category to discover under (default {DEFAULT_NODE!r})")
+    fill.add_argument("--background", action="store_true", help="start it as a background job and return at once")
+    fill.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
+    fill.set_defaults(func=cmd_fill_in)
+
     job = sub.add_parser("job", help="run a queued background job (used by the app)")
     job.add_argument("action", choices=["run"])
     job.add_argument("job_id", type=int)
@@ -535,13 +610,103 @@ def _admin_commands(sub) -> None:
     dbp.add_argument("action", choices=["upgrade", "current"])
     dbp.set_defaults(func=cmd_db)
 
+    bkp = sub.add_parser("backup", help="back the whole database up to one file (SQLite backup API; pg_dump)")
+    bkp.add_argument("--out", default=None, help="the backup file (default: <data folder>/backups/curator-<time>)")
+    bkp.set_defaults(func=cmd_backup)
+    rst = sub.add_parser("restore", help="replace the whole database by a backup (pg_restore for PostgreSQL)")
+    rst.add_argument("file", help="a file written by `backup`")
+    rst.add_argument("--yes", action="store_true", help="replace a database that holds tables (all of it)")
+    rst.set_defaults(func=cmd_restore)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """The new password: one line of standard input with --password-stdin, else typed twice at a hidden prompt (never
+    a command-line argument, which would land in the shell's history and in `ps`)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass(f"Password for {args.name}: ")
+    if getpass.getpass("Again: ") != password:
+        raise CurationError("The two passwords differ; nothing was changed.")
+    return password
+
+
+def _print_users(rows: list[dict]) -> None:
+    print(f"{'name':<24} {'role':<8} {'state':<9} last sign-in")
+    for r in rows:
+        state = "disabled" if r["disabled"] else "locked" if r["locked"] else "enabled"
+        last = f"{r['last_login_at']:%Y-%m-%d %H:%M}" if r["last_login_at"] else "never"
+        print(f"{r['name']:<24} {r['role']:<8} {state:<9} {last}")
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """`users add|list|disable|enable|passwd|role`: the command line acts as the local operator (an admin)."""
+    factory = get_sessionmaker(args.db)
+    if args.action == "list":
+        with factory() as s:
+            _print_users(users.list_users(s))
+        return 0
+    if args.action == "first-admin":
+        return _first_admin(factory)
+    by = users.operator(args.actor)
+    try:
+        kwargs = {
+            "add": lambda: {"role": args.role, "password": _read_password(args)},
+            "passwd": lambda: {"password": _read_password(args)},
+            "role": lambda: {"role": args.role},
+        }.get(args.action, dict)()
+        name = {"add": "add_user", "disable": "disable_user", "enable": "enable_user", "passwd": "set_password"}
+        with transaction(factory) as s:
+            perform(s, name.get(args.action, "change_role"), user=by, name=args.name, **kwargs)
+    except CurationError as exc:
+        print(f"users {args.action}: {exc}", file=sys.stderr)
+        return 2
+    print(f"users {args.action} {args.name}: done")
+    return 0
+
+
+def _first_admin(factory) -> int:
+    """`users first-admin` (`make serve` runs it before the app): when no enabled admin exists, make one (from
+    CURATOR_ADMIN_USER / CURATOR_ADMIN_PASSWORD, or with a random password printed here, once)."""
+    with transaction(factory) as s:
+        made = users.ensure_first_admin(s)
+    if made is None:
+        print("users first-admin: an enabled admin exists; nothing to do")
+    elif made.password:
+        print(f"\n  First sign-in: user {made.name!r}, password {made.password}")
+        print(f"  (shown once, stored only as a hash; change it with `python -m core users passwd {made.name}`)\n")
+    else:
+        print(f"users first-admin: made admin {made.name!r} with the password of CURATOR_ADMIN_PASSWORD")
+    return 0
+
+
+def _user_commands(sub) -> None:
+    usr = sub.add_parser("users", help="who may sign in to the app: add, list, disable, enable, passwd, role")
+    actions = usr.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a user (the password is asked for, or read from stdin)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=users.USER_ROLES)
+    actions.add_parser("list", help="every user: role, enabled/disabled/locked, last sign-in")
+    actions.add_parser("first-admin", help="make the first admin when none exists (a generated password is printed once)")
+    for action, what in (("disable", "stop a user signing in"), ("enable", "let a disabled user sign in again")):
+        actions.add_parser(action, help=what).add_argument("name")
+    pwd = actions.add_parser("passwd", help="set a user's password (asked for, or read from stdin)")
+    pwd.add_argument("name")
+    role = actions.add_parser("role", help="give a user another role")
+    role.add_argument("name")
+    role.add_argument("role", choices=users.USER_ROLES)
+    for command in (add, pwd):
+        command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    for command in actions.choices.values():
+        command.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
+    usr.set_defaults(func=cmd_users)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default: the process's arguments), run the sub-command; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.db is None:
         args.db = config.database_url()
-    if args.command != "db":
+    if args.command not in ("db", "backup", "restore"):  # a backup takes the schema as it is; a restore replaces it
         upgrade(args.db)  # idempotent: every step runs on the current schema
     try:
         return args.func(args)

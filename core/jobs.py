@@ -5,7 +5,8 @@ jobs table, and records success or the error.
 Kinds: "retrain" (`core.steps.retrain.retrain`), "review" (`core.steps.review.run_review`), "import" (the Import
 page's file: `core.steps.import_job.run_import`, ingest + embed + predict), "mapping" (the Mapping page's
 "Suggest mappings": `core.steps.mapping.suggest_mappings` for one platform) and "standard" (its "Suggest Google
-categories": `core.steps.standard.suggest_standard`, the master taxonomy onto a standard). The process runs
+categories": `core.steps.standard.suggest_standard`, the master taxonomy onto a standard) and "fill" (what `make run`
+fills in behind the served app: `core.steps.fill.fill_in`, discovery, the catalogue map and the label scores). The process runs
 with this interpreter (`sys.executable`) in the repository; the project is installed (`pip install -e .`), so
 it needs no PYTHONPATH.
 """
@@ -23,24 +24,28 @@ from pathlib import Path
 from typing import Any
 
 from core.config import REPO_ROOT, data_dir
+from core.steps.fill import fill_in
 from core.steps.import_job import run_import
 from core.steps.mapping import suggest_mappings
 from core.steps.retrain import retrain
 from core.steps.review import run_review
 from core.steps.standard import suggest_standard
-from db import jobs
+from db import actions, jobs
 from db.session import get_sessionmaker, transaction
+from db.users import Identity
 
-KINDS = ("retrain", "review", "import", "mapping", "standard")
+KINDS = ("retrain", "review", "import", "mapping", "standard", "fill")
 
 
-def start(db_url: str, *, kind: str, actor: str, params: dict[str, Any] | None = None, spawn: bool = True) -> int:
-    """Queue a job (refused while one of the same kind is active) and launch its process; returns the job id."""
+def start(db_url: str, *, kind: str, user: Identity, params: dict[str, Any] | None = None, spawn: bool = True) -> int:
+    """Queue a job as `user` (refused below the kind's role, db.actions.JOB_ROLES, and while one of the same kind is
+    active) and launch its process; returns the job id."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; use one of {KINDS}")
     factory = get_sessionmaker(db_url)
     with transaction(factory) as s:
-        job_id = jobs.start_job(s, kind=kind, params=params, actor=actor).id
+        actions.authorize_job(s, user, kind)
+        job_id = jobs.start_job(s, kind=kind, params=params, actor=user.name).id
     if spawn:
         try:
             launch(db_url, job_id)
@@ -100,6 +105,7 @@ STAGES = {
     "import": {"ingest": (0.0, 0.2), "embed": (0.2, 0.8), "predict": (0.8, 1.0)},
     "mapping": {"suggest": (0.0, 1.0)},
     "standard": {"suggest": (0.0, 1.0)},
+    "fill": {"discover": (0.0, 0.4), "map": (0.4, 0.7), "review": (0.7, 1.0)},
 }
 
 
@@ -183,12 +189,18 @@ def _standard(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str
     return {"standard": standard, "categories": len(rows), "ambiguous": ambiguous}
 
 
+def _fill(db_url: str, params: dict[str, Any], *, progress, log) -> dict[str, Any]:
+    """What `make run` fills in behind the served app (`core.steps.fill`): discovery, the catalogue map, label scores."""
+    return fill_in(db_url, node_path=params.get("node") or "Footwear > Shoes", progress=progress, log=log)
+
+
 RUNNERS: dict[str, Callable[..., Any]] = {
     "retrain": _retrain,
     "review": _review,
     "import": _import,
     "mapping": _mapping,
     "standard": _standard,
+    "fill": _fill,
 }
 
 

@@ -14,18 +14,24 @@ from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, CategoryMapping, Label, Prediction, Product, Proposal, ReviewItem, TaxonomyNode
 from db.repo import (
+    TAXONOMY,
     CurationError,
     active_node,
     bump_taxonomy_version,
+    check_version,
     children_map,
     clean_name,
     get_node,
     join_path,
+    lock,
+    locked,
     repath,
     set_label,
     subtree,
     write_audit,
 )
+
+NODE_ACTIONS = ("add_node", "rename_node", "move_node", "merge_node", "retire_node", "accept_proposal")
 
 
 def _structural(session: Session, **audit) -> AuditEvent:
@@ -34,9 +40,36 @@ def _structural(session: Session, **audit) -> AuditEvent:
     return event
 
 
-def add_node(session: Session, *, parent_id: int | None, name: str, actor: str, status: str = "active") -> TaxonomyNode:
-    """Add a category under `parent_id` (None: a new top-level category)."""
-    parent = active_node(session, parent_id, role="parent") if parent_id is not None else None
+def seen_node(session: Session, node_id: int, expected: int | None, *, role: str = "category") -> TaxonomyNode:
+    """The node, read fresh and locked: refused when it changed since the caller saw it at version `expected`
+    (None: not stated), or when it is not active."""
+    node = locked(session, TaxonomyNode, node_id)
+    if node is None:
+        raise CurationError(f"Unknown category id {node_id}.")
+    check_version(session, node, expected, what=f"Category {node.name!r}", actions=NODE_ACTIONS)
+    if node.status != "active":
+        raise CurationError(f"The {role} {node.path!r} is {node.status}; choose an active category.")
+    return node
+
+
+def stated(expected: dict | None, row_id: int) -> int | None:
+    """The version `expected` states for `row_id` (keys may be ints or, after a JSON round trip, strings)."""
+    expected = expected or {}
+    return expected.get(row_id, expected.get(str(row_id)))
+
+
+def add_node(
+    session: Session,
+    *,
+    parent_id: int | None,
+    name: str,
+    actor: str,
+    status: str = "active",
+    expected_version: int | None = None,
+) -> TaxonomyNode:
+    """Add a category under `parent_id` (None: a new top-level category); `expected_version`: the parent's, as seen."""
+    lock(session, TAXONOMY)
+    parent = seen_node(session, parent_id, expected_version, role="parent") if parent_id is not None else None
     name = clean_name(name)
     path = join_path([parent.path, name]) if parent else name
     if session.scalar(select(TaxonomyNode.id).where(TaxonomyNode.path == path)) is not None:
@@ -48,9 +81,12 @@ def add_node(session: Session, *, parent_id: int | None, name: str, actor: str, 
     return node
 
 
-def rename_node(session: Session, *, node_id: int, new_name: str, actor: str) -> TaxonomyNode:
-    """Rename an active category; its descendants' paths follow."""
-    node = active_node(session, node_id)
+def rename_node(
+    session: Session, *, node_id: int, new_name: str, actor: str, expected_version: int | None = None
+) -> TaxonomyNode:
+    """Rename an active category (at the version the caller saw, when stated); its descendants' paths follow."""
+    lock(session, TAXONOMY)
+    node = seen_node(session, node_id, expected_version)
     new_name = clean_name(new_name)
     if new_name == node.name:
         raise CurationError(f"{node.path!r} already has that name.")
@@ -68,9 +104,12 @@ def rename_node(session: Session, *, node_id: int, new_name: str, actor: str) ->
     return node
 
 
-def move_node(session: Session, *, node_id: int, new_parent_id: int | None, actor: str) -> TaxonomyNode:
+def move_node(
+    session: Session, *, node_id: int, new_parent_id: int | None, actor: str, expected_version: int | None = None
+) -> TaxonomyNode:
     """Move an active category (with its subtree) under another active parent (None: top level)."""
-    node = active_node(session, node_id)
+    lock(session, TAXONOMY)
+    node = seen_node(session, node_id, expected_version)
     if new_parent_id is not None:
         parent = active_node(session, new_parent_id, role="new parent")
         if parent.id in {n.id for n in subtree(session, node)}:
@@ -93,17 +132,23 @@ def move_node(session: Session, *, node_id: int, new_parent_id: int | None, acto
 
 def _move_labels(session: Session, node_ids: list[int], target_id: int) -> dict[str, int]:
     """Point every label on `node_ids` at `target_id`; returns {label_id: old node_id} (JSON keys)."""
-    labels = session.scalars(select(Label).where(Label.node_id.in_(node_ids))).all()
+    labels = session.scalars(select(Label).where(Label.node_id.in_(node_ids)).with_for_update()).all()
     moved = {str(label.id): label.node_id for label in labels}
     for label in labels:
-        label.node_id = target_id
+        label.node_id, label.version = target_id, label.version + 1
+    session.flush()  # before the categories retire: the database refuses a label on a retired category
     return moved
 
 
-def merge_node(session: Session, *, source_id: int, target_id: int, actor: str) -> TaxonomyNode:
-    """Merge `source` into `target`: its products and sub-categories go to target; source is retired."""
-    source = active_node(session, source_id, role="category to merge")
-    target = active_node(session, target_id, role="merge target")
+def merge_node(
+    session: Session, *, source_id: int, target_id: int, actor: str, expected: dict[int, int] | None = None
+) -> TaxonomyNode:
+    """Merge `source` into `target`: its products and sub-categories go to target; source is retired.
+
+    `expected`: {node id: version} of source and target as the caller saw them."""
+    lock(session, TAXONOMY)
+    source = seen_node(session, source_id, stated(expected, source_id), role="category to merge")
+    target = seen_node(session, target_id, stated(expected, target_id), role="merge target")
     kids = children_map(session)
     if target.id in {n.id for n in subtree(session, source, kids)}:
         raise CurationError(f"Cannot merge {source.path!r} into itself or its own sub-category {target.path!r}.")
@@ -115,6 +160,7 @@ def merge_node(session: Session, *, source_id: int, target_id: int, actor: str) 
     for child in children:
         child.parent_id = target.id
         repath(session, child)
+    session.flush()
     source.status, source.redirect_id = "retired", target.id
     session.flush()
     _structural(
@@ -128,12 +174,15 @@ def merge_node(session: Session, *, source_id: int, target_id: int, actor: str) 
     return target
 
 
-def retire_node(session: Session, *, node_id: int, target_id: int | None, actor: str) -> None:
+def retire_node(
+    session: Session, *, node_id: int, target_id: int | None, actor: str, expected_version: int | None = None
+) -> None:
     """Retire a category and its sub-categories; every product in them moves to `target`.
 
     `target_id` may be None only when no product is labelled anywhere in the subtree.
     """
-    node = active_node(session, node_id, role="category to retire")
+    lock(session, TAXONOMY)
+    node = seen_node(session, node_id, expected_version, role="category to retire")
     members = [n for n in subtree(session, node) if n.status != "retired"]
     ids = [n.id for n in members]
     n_labels = len(session.scalars(select(Label.id).where(Label.node_id.in_(ids))).all())
@@ -144,9 +193,9 @@ def retire_node(session: Session, *, node_id: int, target_id: int | None, actor:
         if target.id in ids:
             raise CurationError(f"The target {target.path!r} is inside {node.path!r}, which is being retired.")
     labels = _move_labels(session, ids, target_id) if target_id is not None else {}
-    for member in members:
+    for member in reversed(members):  # children first: the database refuses a live category under a retired one
         member.status, member.redirect_id = "retired", target_id
-    session.flush()
+        session.flush()
     where = f", {len(labels)} labels moved to {target.path!r}" if target_id is not None else ""
     _structural(
         session,
@@ -158,12 +207,21 @@ def retire_node(session: Session, *, node_id: int, target_id: int | None, actor:
     )
 
 
-def relabel_product(session: Session, *, product_id: int, node_id: int, actor: str, source: str = "human") -> None:
-    """Set a product's label from `source` (default: a person's) to an active category."""
+def relabel_product(
+    session: Session, *, product_id: int, node_id: int, actor: str, source: str = "human", expected_version: int | None = None
+) -> None:
+    """Set a product's label from `source` (default: a person's) to an active category.
+
+    `expected_version`: that label's version as the caller saw it (0: it had none)."""
+    lock(session, TAXONOMY, shared=True)  # the category stays active until this commits
     product = session.get(Product, product_id)
     if product is None:
         raise CurationError(f"Unknown product id {product_id}.")
     node = active_node(session, node_id)
+    if expected_version is not None:
+        label = session.scalar(select(Label).where(Label.product_id == product_id, Label.source == source))
+        what = f"The {source} label of {product.external_id!r}"
+        check_version(session, label, expected_version, what=what, key=product_id, actions=("relabel_product", "review_decision"))
     old = set_label(session, product_id=product_id, node_id=node.id, source=source, actor=actor)
     if old == node.id:
         raise CurationError(f"Product {product.external_id!r} is already labelled {node.path!r}.")
@@ -230,7 +288,7 @@ def _restore_labels(session: Session, labels: dict[str, int], target_id: int | N
     for label_id, old_node in labels.items():
         label = session.get(Label, int(label_id))
         if label is not None and label.node_id == target_id:  # a label relabelled since stays put
-            label.node_id = old_node
+            label.node_id, label.version = old_node, label.version + 1
 
 
 def undo_merge_node(session: Session, event: AuditEvent) -> None:
@@ -239,6 +297,7 @@ def undo_merge_node(session: Session, event: AuditEvent) -> None:
     target_id = event.after["target_id"]
     _check(source.status == "retired" and source.redirect_id == target_id, event)
     source.status, source.redirect_id = "active", None
+    session.flush()  # active again before its sub-categories come back under it
     for child_id in event.before["children"]:
         child = get_node(session, child_id)
         if child.parent_id == target_id:
@@ -252,9 +311,10 @@ def undo_retire_node(session: Session, event: AuditEvent) -> None:
     node = get_node(session, event.after["node_id"])
     target_id = event.after["target_id"]
     _check(node.status == "retired" and node.redirect_id == target_id, event)
-    for node_id in event.before["nodes"]:
+    for node_id in event.before["nodes"]:  # parents first: the database refuses a live category under a retired one
         member = get_node(session, node_id)
         member.status, member.redirect_id = "active", None
+        session.flush()
     _restore_labels(session, event.before["labels"], target_id)
 
 

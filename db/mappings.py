@@ -29,13 +29,26 @@ from db.models import (
     Platform,
     PlatformCategory,
     Product,
+    Proposal,
     TaxonomyNode,
     utcnow,
 )
-from db.repo import CurationError, active_node, follow_redirects, get_node, split_path, write_audit
+from db.repo import (
+    TAXONOMY,
+    CurationError,
+    active_node,
+    check_version,
+    clean_name,
+    follow_redirects,
+    get_node,
+    lock,
+    split_path,
+    write_audit,
+)
 
 MAPPING_SOURCE = "mapping"  # the label source a confirmed mapping writes
 _FIELDS = ("master_node_id", "status", "confidence", "ambiguous", "origin", "decided_by")
+MAPPING_ACTIONS = ("confirm_mapping", "reject_mapping", "bulk_confirm_mappings")
 
 
 # ---------------------------------------------------------------- platform trees
@@ -149,7 +162,9 @@ def sync_mapping_labels(session: Session, category_ids: Iterable[int], *, actor:
         session.execute(insert(Label), new)
     for pid, want in changed:
         session.execute(
-            update(Label).where(Label.product_id == pid, Label.source == MAPPING_SOURCE).values(node_id=want, actor=actor)
+            update(Label)
+            .where(Label.product_id == pid, Label.source == MAPPING_SOURCE)
+            .values(node_id=want, actor=actor, version=Label.version + 1)
         )
     if removed:
         session.execute(delete(Label).where(Label.product_id.in_(removed), Label.source == MAPPING_SOURCE))
@@ -160,12 +175,23 @@ def sync_mapping_labels(session: Session, category_ids: Iterable[int], *, actor:
 # ---------------------------------------------------------------- decisions
 
 
-def mapping_for(session: Session, category_id: int) -> CategoryMapping:
-    """The category's mapping row (created as an empty suggestion when it has none yet)."""
+def mapping_for(session: Session, category_id: int, expected: int | None = None) -> CategoryMapping:
+    """The category's mapping row, read fresh and locked (created as an empty suggestion when it has none yet).
+
+    Refused when it changed since the caller saw it at version `expected` (0: it had no mapping row; None: not stated).
+    """
     category = session.get(PlatformCategory, category_id)
     if category is None:
         raise CurationError(f"Unknown platform category id {category_id}.")
-    mapping = session.scalar(select(CategoryMapping).where(CategoryMapping.platform_category_id == category_id))
+    mapping = session.scalar(
+        select(CategoryMapping)
+        .where(CategoryMapping.platform_category_id == category_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if expected is not None:
+        what = f"The mapping of {_describe(session, category_id)}"
+        check_version(session, mapping, expected, what=what, key=category_id, actions=MAPPING_ACTIONS)
     if mapping is None:
         mapping = CategoryMapping(platform_category_id=category_id, status="suggested", origin="human", candidates=[])
         session.add(mapping)
@@ -197,9 +223,12 @@ def _describe(session: Session, category_id: int) -> str:
     return f"{platform.name}: {category.path!r}"
 
 
-def confirm_mapping(session: Session, *, category_id: int, actor: str, node_id: int | None = None) -> CategoryMapping:
+def confirm_mapping(
+    session: Session, *, category_id: int, actor: str, node_id: int | None = None, expected_version: int | None = None
+) -> CategoryMapping:
     """Confirm the category's mapping onto `node_id` (default: its suggestion); its products get that master label."""
-    mapping = mapping_for(session, category_id)
+    lock(session, TAXONOMY, shared=True)  # the master category stays active until this commits
+    mapping = mapping_for(session, category_id, expected_version)
     target = node_id if node_id is not None else mapping.master_node_id
     if target is None:
         raise CurationError(f"{_describe(session, category_id)} has no suggestion yet: choose a master category to map it to.")
@@ -218,9 +247,12 @@ def confirm_mapping(session: Session, *, category_id: int, actor: str, node_id: 
     return mapping
 
 
-def reject_mapping(session: Session, *, category_id: int, actor: str, no_equivalent: bool = False) -> CategoryMapping:
+def reject_mapping(
+    session: Session, *, category_id: int, actor: str, no_equivalent: bool = False, expected_version: int | None = None
+) -> CategoryMapping:
     """Reject the suggestion (or, with `no_equivalent`, say the master taxonomy has no such category); labels go."""
-    mapping = mapping_for(session, category_id)
+    lock(session, TAXONOMY, shared=True)
+    mapping = mapping_for(session, category_id, expected_version)
     status = "no_equivalent" if no_equivalent else "rejected"
     if mapping.status == status:
         raise CurationError(f"{_describe(session, category_id)} is already marked {status.replace('_', ' ')}.")
@@ -239,7 +271,10 @@ def reject_mapping(session: Session, *, category_id: int, actor: str, no_equival
 
 
 def bulk_confirm(session: Session, *, platform: str, min_confidence: float, actor: str) -> int:
-    """Confirm every still-suggested mapping of `platform` with confidence >= `min_confidence`, in one action."""
+    """Confirm every still-suggested mapping of `platform` with confidence >= `min_confidence`, in one action.
+
+    The mappings are read fresh and locked: one that someone decided meanwhile is no longer suggested, and stays."""
+    lock(session, TAXONOMY, shared=True)
     plat = get_platform(session, platform)
     mappings = list(
         session.scalars(
@@ -252,6 +287,8 @@ def bulk_confirm(session: Session, *, platform: str, min_confidence: float, acto
                 CategoryMapping.confidence >= min_confidence,
             )
             .order_by(CategoryMapping.id)
+            .with_for_update(of=CategoryMapping)
+            .execution_options(populate_existing=True)
         )
     )
     if not mappings:
@@ -277,6 +314,7 @@ def bulk_confirm(session: Session, *, platform: str, min_confidence: float, acto
 
 def undo_mapping_decision(session: Session, event: AuditEvent) -> None:
     """Reverse confirm / reject / bulk confirm: each mapping back to its state, each label back to its node."""
+    lock(session, TAXONOMY, shared=True)  # labels go back onto categories that must stay active
     after = {m["category_id"]: m for m in event.after["mappings"]}
     for before in reversed(event.before["mappings"]):
         mapping = mapping_for(session, before["category_id"])
@@ -364,6 +402,7 @@ def category_table(session: Session, *, platform: str) -> list[dict[str, Any]]:
                 "ambiguous": bool(mapping.ambiguous) if mapping else False,
                 "origin": mapping.origin if mapping else None,
                 "candidates": list(mapping.candidates) if mapping else [],
+                "version": mapping.version if mapping else 0,  # what a decision states it saw (0: no mapping yet)
             }
         )
     return rows
@@ -412,3 +451,76 @@ def node_by_path_or_error(session: Session, path: str) -> TaxonomyNode:
     if node is None:
         raise CurationError(f"No master category {path!r}.")
     return node
+
+
+# ---------------------------------------------------------------- "no master equivalent" -> a proposed master category
+
+PROPOSAL_RUN = "mapping:"  # run_key prefix of proposals made from a platform category (discovery keeps them)
+
+
+def category_proposal(session: Session, category_id: int) -> Proposal | None:
+    """The latest proposal made from platform category `category_id` (any status), or None."""
+    return session.scalar(
+        select(Proposal).where(Proposal.run_key == f"{PROPOSAL_RUN}{category_id}").order_by(Proposal.id.desc()).limit(1)
+    )
+
+
+def propose_category(session: Session, *, category_id: int, parent_node_id: int, actor: str, name: str | None = None) -> Proposal:
+    """Propose a platform category that has no master equivalent as a new master category under `parent_node_id`.
+
+    The proposal (name: the category's own, unless `name` is given; members: all its products) goes through the
+    proposal flow like a discovered one: the Clusters page lists it under its parent, where it is accepted (the
+    node is created and its products labelled there), renamed, merged or rejected. Discovery runs keep it.
+    """
+    mapping = mapping_for(session, category_id)
+    if mapping.status != "no_equivalent":
+        raise CurationError(
+            f"{_describe(session, category_id)} is {mapping.status}: mark it 'no master equivalent' before proposing "
+            "it as a new master category."
+        )
+    earlier = category_proposal(session, category_id)
+    if earlier is not None and earlier.status == "open":
+        raise CurationError(f"{_describe(session, category_id)} is already proposed (open proposal #{earlier.id}).")
+    parent = active_node(session, parent_node_id, role="parent")
+    category = session.get(PlatformCategory, category_id)
+    final = clean_name(name or category.name)
+    if session.scalar(select(TaxonomyNode.id).where(TaxonomyNode.path == PATH_SEP.join([parent.path, final]))) is not None:
+        raise CurationError(f"A master category {PATH_SEP.join([parent.path, final])!r} already exists: map onto it instead.")
+    members = list(session.scalars(select(Product.id).where(Product.platform_category_id == category_id).order_by(Product.id)))
+    if not members:
+        raise CurationError(f"{_describe(session, category_id)} holds no product: nothing to propose.")
+    platform = session.get(Platform, category.platform_id)
+    proposal = Proposal(
+        parent_node_id=parent.id,
+        status="open",
+        name=final,
+        run_key=f"{PROPOSAL_RUN}{category_id}",
+        suggested_names=[final],
+        members=members,
+        scores={"origin": "mapping", "platform": platform.name, "platform_path": category.path, "coords": []},
+    )
+    session.add(proposal)
+    session.flush()
+    write_audit(
+        session,
+        actor=actor,
+        action="propose_category",
+        summary=f"Proposed {_describe(session, category_id)} as new master category {PATH_SEP.join([parent.path, final])!r} "
+        f"(proposal #{proposal.id}, {len(members)} products)",
+        before={"category_id": category_id},
+        after={"proposal_id": proposal.id},
+    )
+    return proposal
+
+
+def undo_propose_category(session: Session, event: AuditEvent) -> None:
+    """Withdraw the proposal, while it is still open (once decided, undo that decision first)."""
+    proposal = session.get(Proposal, event.after["proposal_id"])
+    if proposal is None:
+        return
+    if proposal.status != "open":
+        raise CurationError(
+            f"Cannot undo #{event.id}: proposal #{proposal.id} ({proposal.name!r}) is {proposal.status}; undo that first."
+        )
+    session.delete(proposal)
+    session.flush()

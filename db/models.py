@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -31,6 +32,7 @@ LABEL_SOURCES = ("human", "mapping", "model", "platform")
 PLATFORM_KINDS = ("shop", "standard")  # a standard (e.g. the Google Product Taxonomy) has categories, no products
 MAPPING_STATUSES = ("suggested", "confirmed", "rejected", "no_equivalent")
 IMAGE_STATUSES = ("ok", "none", "missing", "unreadable", "remote")
+USER_ROLES = ("viewer", "curator", "admin")  # ranked: each may do what the ones before it may (db/actions.py)
 
 
 def utcnow() -> datetime:
@@ -112,6 +114,9 @@ class TaxonomyNode(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     redirect_id: Mapped[int | None] = mapped_column(ForeignKey("taxonomy_nodes.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # bumped by every change (migration 0007)
+
+    __mapper_args__ = {"version_id_col": version}  # an UPDATE of a row changed since it was read matches nothing
 
 
 class TaxonomyVersion(Base):
@@ -137,10 +142,20 @@ class Label(Base):
     source: Mapped[str] = mapped_column(String(20))
     actor: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # bumped by set_label, mapping syncs (0007)
 
 
 class ModelVersion(Base):
     __tablename__ = "model_versions"
+    __table_args__ = (  # at most one active model version (migration 0007)
+        Index(
+            "uq_model_versions_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -150,6 +165,9 @@ class ModelVersion(Base):
     artifact: Mapped[str | None] = mapped_column(Text)
     taxonomy_version_id: Mapped[int | None] = mapped_column(ForeignKey("taxonomy_versions.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # bumped by every change (migration 0007)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Prediction(Base):
@@ -178,6 +196,9 @@ class Proposal(Base):
     created_node_id: Mapped[int | None] = mapped_column(ForeignKey("taxonomy_nodes.id"))
     run_key: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # bumped by every change (migration 0007)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class _Decision:
@@ -206,6 +227,9 @@ class CategoryMapping(_Decision, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     platform_category_id: Mapped[int] = mapped_column(ForeignKey("platform_categories.id"), unique=True)
     master_node_id: Mapped[int | None] = mapped_column(ForeignKey("taxonomy_nodes.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # bumped by every change (migration 0007)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class StandardMapping(_Decision, Base):
@@ -218,10 +242,17 @@ class StandardMapping(_Decision, Base):
     platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"))
     master_node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id"))
     category_id: Mapped[int | None] = mapped_column(ForeignKey("platform_categories.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # bumped by every change (migration 0007)
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    __table_args__ = (  # an event is undone at most once (migration 0007)
+        Index("uq_audit_events_undo_of_id", "undo_of_id", unique=True),
+        Index("uq_audit_events_undone_by_id", "undone_by_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
@@ -281,3 +312,24 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    """Someone who may sign in to the app (db/users.py): an argon2 hash of the password, never the password itself.
+
+    `failed_attempts` and `locked_until` rate-limit sign-in: after too many wrong passwords in a row the user is
+    locked for a while (db.users.authenticate); a disabled user cannot sign in at all.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(20))  # one of USER_ROLES
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, ModelVersion, Platform, Prediction, Product, TaxonomyNode
-from db.repo import CurationError, effective_labels_subquery, image_location, write_audit
+from db.repo import MODELS, CurationError, check_version, effective_labels_subquery, image_location, lock, locked, write_audit
 
 
 def register_model_version(
@@ -32,15 +32,33 @@ def active_model_version(session: Session) -> ModelVersion | None:
     return session.scalar(select(ModelVersion).where(ModelVersion.status == "active").order_by(ModelVersion.id.desc()))
 
 
-def activate_model_version(session: Session, *, version_id: int, actor: str) -> ModelVersion:
-    """Make `version_id` the active model (the previous one is archived); audited."""
-    version = session.get(ModelVersion, version_id)
+def _active_locked(session: Session) -> list[ModelVersion]:
+    stmt = select(ModelVersion).where(ModelVersion.status == "active").order_by(ModelVersion.id.desc())
+    return list(session.scalars(stmt.with_for_update().execution_options(populate_existing=True)))
+
+
+def activate_model_version(
+    session: Session, *, version_id: int, actor: str, expected: dict[int, int] | None = None
+) -> ModelVersion:
+    """Make `version_id` the active model (the previous one is archived); audited.
+
+    `expected`: {model version id: version} of the one to activate and of the active one, as the caller saw them:
+    refused when either changed since (e.g. someone activated another a moment ago)."""
+    lock(session, MODELS)  # activations take turns; the database allows one active version
+    expected = {int(k): v for k, v in (expected or {}).items()}
+    version = locked(session, ModelVersion, version_id)
     if version is None:
         raise CurationError(f"Unknown model version {version_id}.")
-    previous = active_model_version(session)
+    active = _active_locked(session)
+    for row_id, saw in sorted(expected.items()):
+        row = locked(session, ModelVersion, row_id)
+        check_version(session, row, saw, what=f"Model version #{row_id}", key=row_id, actions=("activate_model",))
+    previous = active[0] if active else None
     if previous is not None and previous.id == version.id:
         raise CurationError(f"Model version {version_id} is already active.")
-    session.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="archived"))
+    for row in active:
+        row.status = "archived"
+    session.flush()  # archived before the new one is active: the database allows one active version
     version.status = "active"
     write_audit(
         session,
@@ -55,7 +73,8 @@ def activate_model_version(session: Session, *, version_id: int, actor: str) -> 
 
 def undo_activate_model(session: Session, event: AuditEvent) -> None:
     """Give the active role back to the version that had it before (none: no version active)."""
-    current = active_model_version(session)
+    active = _active_locked(session)
+    current = active[0] if active else None
     if current is None or current.id != event.after["version_id"]:
         raise CurationError(f"Cannot undo #{event.id} ({event.summary}): another version was activated since; undo that first.")
     previous_id = event.before.get("version_id")
@@ -63,6 +82,7 @@ def undo_activate_model(session: Session, event: AuditEvent) -> None:
     if previous_id is not None and previous is None:
         raise CurationError(f"Cannot undo #{event.id}: model version #{previous_id} no longer exists.")
     current.status = "archived"
+    session.flush()
     if previous is not None:
         previous.status = "active"
 

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, Label, Proposal, TaxonomyNode
-from db.repo import CurationError, active_node, bump_taxonomy_version, clean_name, get_node, join_path, set_label, write_audit
+from db.repo import (
+    TAXONOMY,
+    CurationError,
+    active_node,
+    bump_taxonomy_version,
+    check_version,
+    clean_name,
+    get_node,
+    join_path,
+    lock,
+    locked,
+    set_label,
+    write_audit,
+)
+
+PROPOSAL_ACTIONS = ("accept_proposal", "rename_proposal", "reject_proposal", "merge_proposals", "move_out")
 
 
 def child_names(session: Session, *, node_id: int) -> list[TaxonomyNode]:
@@ -20,8 +35,10 @@ def child_names(session: Session, *, node_id: int) -> list[TaxonomyNode]:
 
 
 def replace_open_proposals(session: Session, *, parent_node_id: int, run_key: str, clusters: list[dict[str, Any]]) -> int:
-    """Store a discovery run's clusters as open proposals under the node, dropping earlier open ones."""
-    session.execute(delete(Proposal).where(Proposal.parent_node_id == parent_node_id, Proposal.status == "open"))
+    """Store a discovery run's clusters as open proposals under the node, dropping earlier open ones (not those made
+    from a platform category, `db.mappings.propose_category`: run_key "mapping:<category id>")."""
+    from_discovery = or_(Proposal.run_key.is_(None), ~Proposal.run_key.startswith("mapping:"))
+    session.execute(delete(Proposal).where(Proposal.parent_node_id == parent_node_id, Proposal.status == "open", from_discovery))
     for cluster in clusters:
         scores = {**cluster.get("scores", {}), "coords": cluster.get("coords", [])}
         session.add(
@@ -48,18 +65,24 @@ def list_proposals(session: Session, *, parent_node_id: int | None = None, statu
     return list(session.scalars(stmt))
 
 
-def _open(session: Session, proposal_id: int) -> Proposal:
-    proposal = session.get(Proposal, proposal_id)
+def _open(session: Session, proposal_id: int, expected: int | None = None) -> Proposal:
+    """The open proposal, read fresh and locked; refused when it changed since the caller saw it at version `expected`."""
+    proposal = locked(session, Proposal, proposal_id)
     if proposal is None:
         raise CurationError(f"Unknown proposal #{proposal_id}.")
+    what = f"Proposal #{proposal.id} ({proposal.name!r})"
+    check_version(session, proposal, expected, what=what, actions=PROPOSAL_ACTIONS)
     if proposal.status != "open":
         raise CurationError(f"Proposal #{proposal_id} ({proposal.name!r}) is already {proposal.status}.")
     return proposal
 
 
-def accept_proposal(session: Session, *, proposal_id: int, actor: str, name: str | None = None) -> TaxonomyNode:
+def accept_proposal(
+    session: Session, *, proposal_id: int, actor: str, name: str | None = None, expected_version: int | None = None
+) -> TaxonomyNode:
     """Create the proposed category under its parent and label its members there (source `human`)."""
-    proposal = _open(session, proposal_id)
+    lock(session, TAXONOMY)
+    proposal = _open(session, proposal_id, expected_version)
     parent = active_node(session, proposal.parent_node_id, role="parent")
     final = clean_name(name or proposal.name)
     path = join_path([parent.path, final])
@@ -85,8 +108,10 @@ def accept_proposal(session: Session, *, proposal_id: int, actor: str, name: str
     return node
 
 
-def rename_proposal(session: Session, *, proposal_id: int, name: str, actor: str) -> Proposal:
-    proposal = _open(session, proposal_id)
+def rename_proposal(
+    session: Session, *, proposal_id: int, name: str, actor: str, expected_version: int | None = None
+) -> Proposal:
+    proposal = _open(session, proposal_id, expected_version)
     before = proposal.name
     proposal.name = clean_name(name)
     write_audit(
@@ -100,8 +125,8 @@ def rename_proposal(session: Session, *, proposal_id: int, name: str, actor: str
     return proposal
 
 
-def reject_proposal(session: Session, *, proposal_id: int, actor: str) -> Proposal:
-    proposal = _open(session, proposal_id)
+def reject_proposal(session: Session, *, proposal_id: int, actor: str, expected_version: int | None = None) -> Proposal:
+    proposal = _open(session, proposal_id, expected_version)
     proposal.status = "rejected"
     write_audit(
         session,
@@ -114,11 +139,18 @@ def reject_proposal(session: Session, *, proposal_id: int, actor: str) -> Propos
     return proposal
 
 
-def merge_proposals(session: Session, *, source_id: int, target_id: int, actor: str) -> Proposal:
-    """Fold proposal `source` into `target` (same parent): its members join target; source is 'merged'."""
+def merge_proposals(
+    session: Session, *, source_id: int, target_id: int, actor: str, expected: dict[int, int] | None = None
+) -> Proposal:
+    """Fold proposal `source` into `target` (same parent): its members join target; source is 'merged'.
+
+    `expected`: {proposal id: version} as the caller saw them."""
     if source_id == target_id:
         raise CurationError("Choose two different proposals to merge.")
-    source, target = _open(session, source_id), _open(session, target_id)
+    expected = {int(k): v for k, v in (expected or {}).items()}
+    first, second = sorted((source_id, target_id))  # locked in id order: two crossed merges wait, not deadlock
+    opened = {i: _open(session, i, expected.get(i)) for i in (first, second)}
+    source, target = opened[source_id], opened[target_id]
     if source.parent_node_id != target.parent_node_id:
         raise CurationError("Only proposals under the same category can be merged.")
     before_members = list(target.members)
@@ -135,9 +167,11 @@ def merge_proposals(session: Session, *, source_id: int, target_id: int, actor: 
     return target
 
 
-def move_out(session: Session, *, proposal_id: int, product_ids: list[int], actor: str) -> Proposal:
+def move_out(
+    session: Session, *, proposal_id: int, product_ids: list[int], actor: str, expected_version: int | None = None
+) -> Proposal:
     """Remove selected products from an open proposal."""
-    proposal = _open(session, proposal_id)
+    proposal = _open(session, proposal_id, expected_version)
     before = list(proposal.members)
     proposal.members = [p for p in proposal.members if p not in set(product_ids)]
     write_audit(
@@ -157,7 +191,7 @@ def move_out(session: Session, *, proposal_id: int, product_ids: list[int], acto
 def undo_accept_proposal(session: Session, event: AuditEvent) -> None:
     """Delete the category an accepted proposal created, restore its members' labels, reopen it."""
     node = get_node(session, event.after["node_id"])
-    proposal = session.get(Proposal, event.before["proposal_id"])
+    proposal = locked(session, Proposal, event.before["proposal_id"])
     others = session.scalars(select(Label.id).where(Label.node_id == node.id, Label.source != "human").limit(1)).first()
     if (
         node.status != "active"
@@ -176,21 +210,20 @@ def undo_accept_proposal(session: Session, event: AuditEvent) -> None:
 
 def undo_rename_proposal(session: Session, event: AuditEvent) -> None:
     """Give the proposal its earlier name back."""
-    session.get(Proposal, event.before["proposal_id"]).name = event.before["name"]
+    locked(session, Proposal, event.before["proposal_id"]).name = event.before["name"]
 
 
 def undo_reject_proposal(session: Session, event: AuditEvent) -> None:
     """Reopen a rejected proposal."""
-    session.get(Proposal, event.before["proposal_id"]).status = "open"
+    locked(session, Proposal, event.before["proposal_id"]).status = "open"
 
 
 def undo_merge_proposals(session: Session, event: AuditEvent) -> None:
     """Reopen the merged proposal and give the target its earlier members."""
-    session.get(Proposal, event.before["source_id"]).status = "open"
-    session.get(Proposal, event.before["target_id"]).members = event.before["members"]
+    locked(session, Proposal, event.before["source_id"]).status = "open"
+    locked(session, Proposal, event.before["target_id"]).members = event.before["members"]
 
 
 def undo_move_out(session: Session, event: AuditEvent) -> None:
     """Give the proposal back the products moved out of it."""
-    session.get(Proposal, event.before["proposal_id"]).members = event.before["members"]
-
+    locked(session, Proposal, event.before["proposal_id"]).members = event.before["members"]

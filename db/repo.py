@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -29,6 +29,110 @@ from db.models import (
 
 class CurationError(ValueError):
     """A curation action that cannot be done as asked; the message says what and why."""
+
+
+class ConflictError(CurationError):
+    """Someone else changed what the action is about, since the page showed it or at the same moment: reload, retry."""
+
+
+# ---------------------------------------------------------------- concurrency: locks and versions
+#
+# Two curators acting at once are serialised, and the second is told when what it saw has changed:
+# - on SQLite every write transaction (`db.session.transaction`) begins IMMEDIATE, so writers take turns;
+# - on PostgreSQL an action takes the advisory lock of what it changes first (`lock`): the taxonomy exclusively for
+#   a change of its shape, shared for a label onto a category (which must stay active until commit); model
+#   activation its own. Rows it reads and then writes are read fresh and locked (`locked`);
+# - an action may state the version it saw (`expected_version`, or `expected={id: version}`); `check_version`
+#   refuses it when the row changed since, naming who changed it. Versioned rows (db/models.py `version_id_col`)
+#   also refuse an UPDATE of a row changed since it was read, and the database's own invariants (migration 0007)
+#   refuse what no check above caught; `db.session.transaction` turns both into a one-line ConflictError.
+
+TAXONOMY = "taxonomy"
+MODELS = "model-activation"
+
+
+def lock(session: Session, name: str, *, shared: bool = False) -> None:
+    """Take the advisory lock `name` until the transaction ends (PostgreSQL; SQLite writers are serialised anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        session.execute(text(f"SELECT {function}(hashtext(:k))"), {"k": f"curator:{name}"})
+
+
+def locked(session: Session, model, row_id: Any):
+    """The row `row_id` of `model` read fresh (not from the session's memory) and locked FOR UPDATE; None if absent."""
+    stmt = select(model).where(model.id == row_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalar(stmt)
+
+
+_VERBS = {
+    "add_node": "changed",
+    "rename_node": "renamed",
+    "move_node": "moved",
+    "merge_node": "merged",
+    "retire_node": "retired",
+    "accept_proposal": "accepted",
+    "rename_proposal": "renamed",
+    "reject_proposal": "rejected",
+    "merge_proposals": "merged",
+    "move_out": "changed",
+    "confirm_mapping": "confirmed",
+    "reject_mapping": "rejected",
+    "bulk_confirm_mappings": "confirmed",
+    "decide_standard": "decided",
+    "activate_model": "activated",
+    "relabel_product": "relabelled",
+    "review_decision": "relabelled",
+    "undo": "changed by an undo",
+}
+_TRACE_KEYS = {  # the audit keys that name a row of each table
+    "taxonomy_nodes": ("node_id", "target_id", "source_id", "nodes", "children"),
+    "proposals": ("proposal_id", "source_id", "target_id"),
+    "category_mappings": ("category_id",),
+    "standard_mappings": ("node_id",),
+    "model_versions": ("version_id",),
+    "labels": ("product_id",),
+}
+
+
+def _mentions(data: Any, keys: tuple[str, ...], row_id: Any) -> bool:
+    if isinstance(data, list):
+        return any(_mentions(item, keys, row_id) for item in data)
+    if not isinstance(data, dict):
+        return False
+    for key, value in data.items():
+        if key in keys and (value == row_id or (isinstance(value, list) and row_id in value)):
+            return True
+        if isinstance(value, dict | list) and _mentions(value, keys, row_id):
+            return True
+    return False
+
+
+def last_change(session: Session, table: str, row_id: Any, *, actions: tuple[str, ...] | None = None) -> AuditEvent | None:
+    """The newest audit event (of the last 200) that names row `row_id` of `table`."""
+    keys = _TRACE_KEYS[table]
+    for event in audit_history(session, limit=200):
+        if (actions is None or event.action in actions or event.action == "undo") and (
+            _mentions(event.before, keys, row_id) or _mentions(event.after, keys, row_id)
+        ):
+            return event
+    return None
+
+
+def check_version(
+    session: Session, row: Any, expected: int | None, *, what: str, key: Any = None, actions: tuple[str, ...] | None = None
+) -> None:
+    """Refuse (ConflictError) when `row` is no longer at the version the caller saw (`expected`; None: not stated).
+
+    `what` names the row for a person ("Category 'Shoes'"); the message says who changed it, from the audit log
+    (`key`: the id the audit events name it by, default its id; `actions`: the audit actions that change it).
+    """
+    have = getattr(row, "version", 0) if row is not None else 0
+    if expected is None or have == expected:
+        return
+    event = last_change(session, row.__tablename__, row.id if key is None else key, actions=actions) if row is not None else None
+    if event is None:
+        raise ConflictError(f"{what} was changed by someone else a moment ago: reload.")
+    raise ConflictError(f"{what} was {_VERBS.get(event.action, 'changed')} by {event.actor} a moment ago: reload.")
 
 
 # ---------------------------------------------------------------- names and paths
@@ -114,11 +218,17 @@ def ensure_path(session: Session, names: tuple[str, ...], cache: dict | None = N
         if node is None:
             node = node_by_path(session, join_path(key))
             if node is None:
+                if parent is not None and parent.status == "retired":  # a new category goes where the old one's went
+                    parent = follow_redirects(session, parent)
+                    if parent.status == "retired":
+                        raise CurationError(f"{parent.path!r} is retired: {join_path(key)!r} cannot be added under it.")
+                    node = node_by_path(session, join_path([parent.path, key[-1]]))
+            if node is None:
                 node = TaxonomyNode(
                     parent_id=parent.id if parent else None,
                     name=clean_name(key[-1]),
-                    path=join_path(key),
-                    depth=depth,
+                    path=join_path([parent.path, key[-1]]) if parent else join_path(key),
+                    depth=parent.depth + 1 if parent else depth,
                     status="active",
                 )
                 session.add(node)
@@ -194,8 +304,15 @@ def product_label(session: Session, product_id: int) -> tuple[TaxonomyNode, str]
 
 
 def set_label(session: Session, *, product_id: int, node_id: int | None, source: str, actor: str | None) -> int | None:
-    """Write (or with node_id=None delete) the product's label from `source`; returns the old node id."""
-    label = session.scalar(select(Label).where(Label.product_id == product_id, Label.source == source))
+    """Write (or with node_id=None delete) the product's label from `source`; returns the old node id.
+
+    The label is read fresh and locked, and its version bumped, so two writers of one label take turns."""
+    label = session.scalar(
+        select(Label)
+        .where(Label.product_id == product_id, Label.source == source)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     old = label.node_id if label else None
     if node_id is None:
         if label is not None:
@@ -203,7 +320,7 @@ def set_label(session: Session, *, product_id: int, node_id: int | None, source:
     elif label is None:
         session.add(Label(product_id=product_id, node_id=node_id, source=source, actor=actor))
     else:
-        label.node_id, label.actor = node_id, actor
+        label.node_id, label.actor, label.version = node_id, actor, label.version + 1
     session.flush()
     return old
 
@@ -243,6 +360,7 @@ def taxonomy_rows(session: Session, *, include_retired: bool = False) -> list[di
                     "direct": direct,
                     "products": total,
                     "children": sum(1 for k in kids.get(node.id, []) if k.status != "retired"),
+                    "version": node.version,  # what an action on it states it saw (`expected_version`)
                 }
             )
     return rows

@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, Label, Platform, Product, ReviewItem, TaxonomyNode
 from db.repo import (
+    TAXONOMY,
     CurationError,
     active_node,
     effective_labels_subquery,
     follow_redirects,
     image_location,
+    lock,
     set_label,
     subtree,
     write_audit,
@@ -139,6 +141,7 @@ def decide(session: Session, *, item_id: int, decision: str, actor: str, node_id
     """
     if decision not in DECISIONS:
         raise CurationError(f"Unknown review decision {decision!r}; use one of {', '.join(DECISIONS)}.")
+    lock(session, TAXONOMY, shared=True)  # the decided category stays active until this commits
     item = session.get(ReviewItem, item_id)
     if item is None:
         raise CurationError(f"Unknown review item {item_id}.")
@@ -198,4 +201,3 @@ def undo_review_decision(session: Session, event: AuditEvent) -> None:
             raise CurationError(f"Cannot undo #{event.id}: the product's earlier category {where!r} has been retired since.")
     set_label(session, product_id=before["product_id"], node_id=before["human_node_id"], source="human", actor=event.actor)
     item.status, item.decided_by, item.decided_at = "open", None, None
-

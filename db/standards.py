@@ -27,7 +27,16 @@ from db.models import (
     utcnow,
 )
 from db.predictions import active_model_version, deepest_predictions
-from db.repo import CurationError, active_node, effective_labels_subquery, get_or_create_platform, write_audit
+from db.repo import (
+    TAXONOMY,
+    CurationError,
+    active_node,
+    check_version,
+    effective_labels_subquery,
+    get_or_create_platform,
+    lock,
+    write_audit,
+)
 
 _FIELDS = ("category_id", "status", "confidence", "ambiguous", "origin", "decided_by")
 
@@ -73,8 +82,12 @@ def categories_of(session: Session, name: str) -> list[PlatformCategory]:
 
 
 def _mapping(session: Session, platform_id: int, node_id: int) -> StandardMapping:
+    """The node's mapping onto the standard, read fresh and locked (created as an empty suggestion when it has none)."""
     row = session.scalar(
-        select(StandardMapping).where(StandardMapping.platform_id == platform_id, StandardMapping.master_node_id == node_id)
+        select(StandardMapping)
+        .where(StandardMapping.platform_id == platform_id, StandardMapping.master_node_id == node_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None:
         row = StandardMapping(platform_id=platform_id, master_node_id=node_id, status="suggested", origin="human", candidates=[])
@@ -121,11 +134,30 @@ def _state(row: StandardMapping) -> dict[str, Any]:
 
 
 def decide_standard(
-    session: Session, *, standard: str, node_id: int, actor: str, category_id: int | None = None, reject: bool = False
+    session: Session,
+    *,
+    standard: str,
+    node_id: int,
+    actor: str,
+    category_id: int | None = None,
+    reject: bool = False,
+    expected_version: int | None = None,
 ) -> StandardMapping:
-    """Confirm the master node's standard category (`category_id`, default its suggestion), or reject it."""
+    """Confirm the master node's standard category (`category_id`, default its suggestion), or reject it.
+
+    `expected_version`: the mapping's version as the caller saw it (0: the node had none yet)."""
+    lock(session, TAXONOMY, shared=True)  # the master category stays active until this commits
     plat = standard_platform(session, standard)
     node = active_node(session, node_id, role="master category")
+    if expected_version is not None:
+        existing = session.scalar(
+            select(StandardMapping)
+            .where(StandardMapping.platform_id == plat.id, StandardMapping.master_node_id == node.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        what = f"The {standard} mapping of {node.path!r}"
+        check_version(session, existing, expected_version, what=what, key=node.id, actions=("decide_standard",))
     row = _mapping(session, plat.id, node.id)
     before = _state(row)
     if reject:
@@ -185,6 +217,7 @@ def standard_table(session: Session, *, standard: str) -> list[dict[str, Any]]:
                 "confidence": row.confidence if row else None,
                 "ambiguous": bool(row.ambiguous) if row else False,
                 "candidates": list(row.candidates) if row else [],
+                "version": row.version if row else 0,  # what a decision states it saw (0: no mapping yet)
             }
         )
     return out

@@ -4,14 +4,20 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cache
-from app.scatter import unassigned_note
-from app.widgets import confirmation, flash, perform, product_grid, request
+from app.auth import may
+from app.scatter import LEGEND_CHARS, unassigned_note
+from app.text import label, md, short
+from app.widgets import confirmation, fill_status, filling, flash, perform, product_grid, request
 
 st.title("Clusters")
 flash()
+fill_status()  # while `make run` fills in discovery and the catalogue map behind the app
 views = cache.maps_available()
 if not views:
-    st.info('No proposals yet: run `python -m core discover --node "Footwear > Shoes"` (or `make run`).')
+    if filling():
+        st.info("Discovery is running in the background (above): the proposals and the map appear here when it is done.")
+    else:
+        st.info('No proposals yet: run `python -m core discover --node "Footwear > Shoes"` (or `make run`).')
     st.stop()
 
 v1, v2 = st.columns([2, 3], vertical_alignment="bottom")
@@ -48,7 +54,7 @@ else:  # proposals from a discovery run that kept no map: members only
                 x=xs,
                 y=ys,
                 mode="markers",
-                name=f"#{p['id']} {p['name']} ({p['status']})",
+                name=label(short(f"#{p['id']} {p['name']} ({p['status']})", LEGEND_CHARS)),
                 customdata=p["members"],
                 marker={"size": 5, "opacity": 0.75},
             )
@@ -84,40 +90,51 @@ with left:
         "Proposal",
         list(by_id),
         key="clu_proposal",
-        format_func=lambda i: f"#{i} {by_id[i]['name']} · {len(by_id[i]['members'])} products",
+        format_func=lambda i: f"#{i} {short(by_id[i]['name'], 100)} · {len(by_id[i]['members'])} products",
     )
     proposal = by_id[pid]
-    st.markdown(f"**Suggested names:** {', '.join(proposal['suggested_names'][:4])}")
-    terms = ", ".join(proposal["scores"].get("top_terms", [])[:8])
+    st.markdown(f"**Suggested names:** {md(', '.join(short(n, 100) for n in proposal['suggested_names'][:4]))}")
+    terms = md(", ".join(short(t, 60) for t in proposal["scores"].get("top_terms", [])[:8]))
     st.caption(f"coherence {proposal['scores'].get('coherence', 0):.2f} · top terms: {terms}")
     name = st.text_input("Name", value=proposal["name"], key=f"clu_name_{pid}")
     a, r, j = st.columns(3)
-    if a.button("Accept…", key="clu_accept", type="primary"):
+    if a.button("Accept…", key="clu_accept", disabled=not may("accept_proposal"), type="primary"):
         request(
             f"Create '{parents[parent]} > {name}' with {len(proposal['members'])} products?",
             "accept_proposal",
             proposal_id=pid,
             name=name,
+            expected_version=proposal["version"],
         )
         st.rerun()
-    if r.button("Rename", key="clu_rename") and perform("rename_proposal", proposal_id=pid, name=name):
+    seen = proposal["version"]
+    if r.button("Rename", key="clu_rename", disabled=not may("rename_proposal")) and perform(
+        "rename_proposal", proposal_id=pid, name=name, expected_version=seen
+    ):
         st.rerun()
-    if j.button("Reject", key="clu_reject") and perform("reject_proposal", proposal_id=pid):
+    if j.button("Reject", key="clu_reject", disabled=not may("reject_proposal")) and perform(
+        "reject_proposal", proposal_id=pid, expected_version=seen
+    ):
         st.rerun()
     others = [i for i in by_id if i != pid]
     target = (
-        st.selectbox("Merge into", others, key="clu_merge_target", format_func=lambda i: f"#{i} {by_id[i]['name']}")
+        st.selectbox("Merge into", others, key="clu_merge_target", format_func=lambda i: f"#{i} {short(by_id[i]['name'], 100)}")
         if others
         else None
     )
-    if target and st.button("Merge", key="clu_merge") and perform("merge_proposals", source_id=pid, target_id=target):
+    both = {pid: seen, target: by_id[target]["version"]} if target else {}
+    if (
+        target
+        and st.button("Merge", key="clu_merge", disabled=not may("merge_proposals"))
+        and perform("merge_proposals", source_id=pid, target_id=target, expected=both)
+    ):
         st.rerun()
-    if selected and st.button(f"Move {len(selected)} selected out", key="clu_move_out"):
-        perform("move_out", proposal_id=pid, product_ids=selected)
+    if selected and st.button(f"Move {len(selected)} selected out", key="clu_move_out", disabled=not may("move_out")):
+        perform("move_out", proposal_id=pid, product_ids=selected, expected_version=seen)
         st.rerun()
 with right:
     shown = selected or proposal["members"]
-    st.subheader("Selected products" if selected else f"#{pid} {proposal['name']}")
+    st.subheader("Selected products" if selected else md(f"#{pid} {short(proposal['name'], 120)}"), anchor=False)
     product_grid(cache.cards(shown[:16]), columns=4)
 
 st.subheader("Find similar products")
@@ -129,7 +146,7 @@ anchor = q2.selectbox(
     "Neighbours of",
     [None, *cards],
     key="clu_anchor",
-    format_func=lambda i: "(choose a product)" if i is None else cards[i]["title"],
+    format_func=lambda i: "(choose a product)" if i is None else short(cards[i]["title"], 100),
 )
 if query:
     product_grid(cache.cards(index.search(query, k=12)), columns=6)

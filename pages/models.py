@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cache
+from app.auth import may, may_start
 from app.widgets import confirmation, flash, follow_job, request, start_job
 
 st.title("Models")
@@ -19,7 +20,7 @@ def retrain_status() -> None:
         "Retrain",
         key="retrain_btn",
         type="primary",
-        disabled=running,
+        disabled=running or not may_start("retrain"),
         help="Train on the current taxonomy (accepted sub-categories included, retired ones excluded) and labels "
         "(human over model over platform), evaluate on the fixed held-out products, predict every product and "
         "make the new version active. Runs in the background: you can leave this page.",
@@ -114,10 +115,11 @@ elif not chosen["predicted"]:
     )
 else:
     verb = "Roll back to" if active and choice < active["id"] else "Activate"
-    if st.button(f"{verb} #{choice}…", key="activate_btn"):
+    if st.button(f"{verb} #{choice}…", key="activate_btn", disabled=not may("activate_model")):
         request(
             f"{verb} model version #{choice}? Its stored predictions replace #{active['id'] if active else '-'}'s on every page",
             "activate_model",
             version_id=choice,
+            expected={v["id"]: v["version"] for v in (chosen, active) if v},
         )
         st.rerun()

@@ -4,6 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import cache
+from app.text import label, md, short
 from app.widgets import tree_markdown
 
 MAPPING_COLUMNS = {
@@ -74,11 +75,11 @@ st.subheader("Taxonomy")
 tree_tab, chart_tab = st.tabs(["Tree", "Treemap"])
 with tree_tab:
     for root in (r for r in rows if r["parent_id"] is None):
-        with st.expander(f"{root['name']} · {root['products']:,} product{'' if root['products'] == 1 else 's'}"):
+        with st.expander(f"{md(short(root['name'], 120))} · {root['products']:,} product{'' if root['products'] == 1 else 's'}"):
             st.markdown(tree_markdown(rows, root["id"]))
 with chart_tab:
     fig = px.treemap(
-        names=[r["name"] for r in rows],
+        names=[label(short(r["name"], 60)) for r in rows],  # Plotly renders HTML in labels
         ids=[str(r["id"]) for r in rows],
         parents=[str(r["parent_id"]) if r["parent_id"] else "" for r in rows],
         values=[r["products"] for r in rows],

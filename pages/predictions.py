@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import cache
 from app.prediction_view import AGREEMENT, filter_predictions, to_csv
+from app.text import md
 from app.widgets import prediction_cards
 
 st.title("Predictions")
@@ -11,7 +12,7 @@ version, df = cache.predictions()
 if version is None or df.empty:
     st.info("No predictions yet: train and predict with `make run` (or `python -m core train` then `python -m core predict`).")
     st.stop()
-st.caption(f"Model version #{version['id']} · {version['name']} · hF1 {version['metrics'].get('hf1', float('nan')):.4f}")
+st.caption(f"Model version #{version['id']} · {md(version['name'])} · hF1 {version['metrics'].get('hf1', float('nan')):.4f}")
 
 levels = [c for c in df.columns if c.startswith("level_")]
 f1, f2, f3, f4 = st.columns([3, 2, 2, 2])

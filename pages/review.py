@@ -7,7 +7,9 @@ Every decision is one audited transaction that writes the product's human label;
 import streamlit as st
 
 from app import cache
-from app.widgets import audit_table, flash, follow_job, perform, start_job
+from app.auth import may, may_start
+from app.text import md, short
+from app.widgets import audit_table, card_text, fill_status, filling, flash, follow_job, perform, start_job
 from db import repo
 from db import review as db_review
 
@@ -29,14 +31,19 @@ top[2].metric("Labels changed", f"{counts.get('accepted', 0) + counts.get('relab
 if top[3].button(
     "Rescore labels" if counts else "Score labels",
     key="review_rescore",
+    disabled=not may_start("review"),
     help="Cross-validated scoring of every label in the background (a few minutes on the full catalogue); "
     "decided items stay decided.",
 ):
     start_job("review")
     st.rerun()
 scoring_status()
+fill_status()  # while `make run` fills in the label scores behind the app
 if not counts:
-    st.info("No review queue yet: score the labels (button above, or `python -m core review`).")
+    if filling():
+        st.info("The labels are being scored in the background (above): the queue appears here when it is done.")
+    else:
+        st.info("No review queue yet: score the labels (button above, or `python -m core review`).")
     st.stop()
 
 rows = cache.taxonomy()
@@ -79,17 +86,17 @@ else:
             else:
                 st.caption("no photo")
         with info:
-            st.subheader(item["title"])
+            card_text(item["title"], chars=200, heading=True)
             st.caption(
-                f"{item['platform']} #{item['external_id']} · issue score {item['score']:.2f}"
+                f"{md(item['platform'])} #{md(short(item['external_id'], 200))} · issue score {item['score']:.2f}"
                 + (" · flagged by confident learning" if item["flagged"] else "")
             )
             if item["description"]:
-                st.markdown(f"> {item['description']}…")
-            st.markdown(f"**Current label:** {item['label'] or '—'}")
+                st.markdown(f"> {md(item['description'])}…")
+            st.markdown(f"**Current label:** {md(item['label']) or '—'}")
             if item["label_changed"]:
                 st.caption(":orange[relabelled since it was scored]")
-            st.markdown(f"**Suggested:** {item['suggested']} · confidence {item['suggested_confidence']:.2f}")
+            st.markdown(f"**Suggested:** {md(item['suggested'])} · confidence {item['suggested_confidence']:.2f}")
             if item["levels"]:
                 st.caption(
                     " · ".join(
@@ -100,9 +107,18 @@ else:
                 )
         b1, b2, b3 = st.columns(3)
         decided = None
-        if b1.button("Accept suggestion", key=f"review_accept_{item['id']}", type="primary", shortcut="a", width="stretch"):
+        if b1.button(
+            "Accept suggestion",
+            key=f"review_accept_{item['id']}",
+            disabled=not may("review_decision"),
+            type="primary",
+            shortcut="a",
+            width="stretch",
+        ):
             decided = ("accept", None)
-        if b2.button("Keep label", key=f"review_keep_{item['id']}", shortcut="k", width="stretch"):
+        if b2.button(
+            "Keep label", key=f"review_keep_{item['id']}", disabled=not may("review_decision"), shortcut="k", width="stretch"
+        ):
             decided = ("keep", None)
         if b3.button("Next (skip)", key=f"review_skip_{item['id']}", shortcut="n", width="stretch"):
             skipped.append(item["id"])
@@ -117,7 +133,13 @@ else:
             format_func=lambda i: by_id[i]["path"],
             placeholder="Search the taxonomy…",
         )
-        if c2.button("Relabel", key=f"review_choose_{item['id']}", shortcut="l", disabled=choice is None, width="stretch"):
+        if c2.button(
+            "Relabel",
+            key=f"review_choose_{item['id']}",
+            shortcut="l",
+            disabled=choice is None or not may("review_decision"),
+            width="stretch",
+        ):
             decided = ("choose", choice)
         st.caption("Keys: **A** accept · **K** keep · **N** next · **L** relabel with the chosen category")
         if decided:

@@ -4,6 +4,7 @@ with a confirmation, and the audit history with Undo."""
 import streamlit as st
 
 from app import cache
+from app.auth import may
 from app.widgets import audit_table, confirmation, flash, product_grid, request
 from db import repo
 
@@ -41,30 +42,38 @@ with left:
     rename, move, merge, retire, add = st.tabs(["Rename", "Move", "Merge", "Retire", "Add sub-category"])
     with rename:
         new_name = st.text_input("New name", value=node["name"], key=f"rename_name_{node_id}")
-        if st.button("Rename…", key="rename_btn"):
-            request(f"Rename '{node['path']}' to '{new_name}'?", "rename_node", node_id=node_id, new_name=new_name)
+        if st.button("Rename…", key="rename_btn", disabled=not may("rename_node")):
+            request(
+                f"Rename '{node['path']}' to '{new_name}'?",
+                "rename_node",
+                node_id=node_id,
+                new_name=new_name,
+                expected_version=node["version"],
+            )
             st.rerun()
     with move:
         parent = st.selectbox(
             "New parent", [None, *others], key="move_parent", format_func=lambda i: "(top level)" if i is None else label(i)
         )
-        if st.button("Move…", key="move_btn"):
+        if st.button("Move…", key="move_btn", disabled=not may("move_node")):
             where = "the top level" if parent is None else f"'{label(parent)}'"
             request(
                 f"Move '{node['path']}' with its {node['products']:,} products under {where}?",
                 "move_node",
                 node_id=node_id,
                 new_parent_id=parent,
+                expected_version=node["version"],
             )
             st.rerun()
     with merge:
         target = st.selectbox("Merge into", others, key="merge_target", format_func=label)
-        if st.button("Merge…", key="merge_btn"):
+        if st.button("Merge…", key="merge_btn", disabled=not may("merge_node")):
             request(
                 f"Merge '{node['path']}' ({node['products']:,} products) into '{label(target)}'?",
                 "merge_node",
                 source_id=node_id,
                 target_id=target,
+                expected={node_id: node["version"], target: by_id[target]["version"]},
             )
             st.rerun()
     with retire:
@@ -74,13 +83,25 @@ with left:
             key="retire_target",
             format_func=lambda i: "(nowhere: it is empty)" if i is None else label(i),
         )
-        if st.button("Retire…", key="retire_btn"):
-            request(f"Retire '{node['path']}' and its sub-categories?", "retire_node", node_id=node_id, target_id=target)
+        if st.button("Retire…", key="retire_btn", disabled=not may("retire_node")):
+            request(
+                f"Retire '{node['path']}' and its sub-categories?",
+                "retire_node",
+                node_id=node_id,
+                target_id=target,
+                expected_version=node["version"],
+            )
             st.rerun()
     with add:
         child = st.text_input("Name of the new sub-category", key="add_name")
-        if st.button("Add…", key="add_btn"):
-            request(f"Add '{child}' under '{node['path']}'?", "add_node", parent_id=node_id, name=child)
+        if st.button("Add…", key="add_btn", disabled=not may("add_node")):
+            request(
+                f"Add '{child}' under '{node['path']}'?",
+                "add_node",
+                parent_id=node_id,
+                name=child,
+                expected_version=node["version"],
+            )
             st.rerun()
 
     st.subheader("History")

@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from core import config
+from db import users
 from db.models import Base
 from db.session import get_engine, get_sessionmaker, upgrade
 
@@ -85,3 +87,10 @@ def slice_file(tmp_path, catalog_frame):
         return path
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashes(monkeypatch):
+    """argon2 with one pass over 1 MiB instead of the defaults' three over 64 MiB (~0.4 s a hash on a busy CI machine):
+    the same code path, a cheaper cost. The app's server processes (tests/e2e) keep the defaults."""
+    monkeypatch.setattr(users, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

@@ -11,3 +11,8 @@ def safe_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def safe_frame(df):
+    """A copy of the DataFrame `df` with every cell passed through `safe_cell` (numbers, dates and NaN unchanged)."""
+    return df.map(safe_cell)

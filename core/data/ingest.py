@@ -10,15 +10,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.data.images import UnreadableImage, open_image
+
 Progress = Callable[[str, int, int], None]
 CORE_FIELDS = ("id", "title", "description", "brand", "image")
 MAX_LISTED = 20
+MAX_CELL_CHARS = 1_000_000  # any one cell; longer is refused (a 100k-character title still goes in)
+_CSV_FIELD_LIMIT = 2**31 - 1  # the csv module's own limit (128 KiB by default) would raise before a cell is checked
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The longest value each field may hold, checked before anything is written, so that SQLite (which does not
+    enforce VARCHAR lengths) and PostgreSQL (which does) accept and refuse the same files. `core.steps.ingest`
+    derives them from the database's column lengths; None: no limit of its own beyond `cell`."""
+
+    cell: int = MAX_CELL_CHARS
+    id: int | None = None
+    brand: int | None = None
+    category_name: int | None = None
+    category_path: int | None = None  # of the whole path, its names joined with `path_sep`
+    path_sep: str = " > "
 
 
 @dataclass(frozen=True)
@@ -94,7 +113,8 @@ class IngestReport:
     nodes_created: int = 0
     images_checked: int = 0
     image_status: dict[str, int] = field(default_factory=dict)
-    image_problems: list[str] = field(default_factory=list)
+    image_problems: list[str] = field(default_factory=list)  # by file, row and column
+    problems: list[str] = field(default_factory=list)  # values cleaned on the way in (NUL, non-finite), by row and column
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -106,7 +126,12 @@ class IngestReport:
             f"{self.file}: {self.rows} rows -> {self.inserted} new, {self.updated} updated, {self.unchanged} unchanged"
             f" products; {self.labels_added} labels added, {self.labels_changed} changed; {self.nodes_created}"
             f" master categories created; images {self.image_status} ({self.images_checked} checked) in {self.seconds:.1f}s"
-        ) + "".join(f"\nnote: {note}" for note in self.notes)
+        ) + "".join(f"\nnote: {note}" for note in [*self.notes, *self._problem_notes()])
+
+    def _problem_notes(self) -> list[str]:
+        listed = [f"cleaned: {p}" for p in self.problems[:MAX_LISTED]]
+        more = len(self.problems) - len(listed)
+        return listed + ([f"... and {more} more cleaned values (see --json)"] if more > 0 else [])
 
 
 def find_catalog_file(catalog: str | Path) -> Path:
@@ -166,15 +191,19 @@ def _check_field_counts(path: Path, text: str, sep: str) -> None:
     import csv
     import io
 
+    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     reader = csv.reader(io.StringIO(text), delimiter=sep)
-    header = next(reader, None)
-    if not header:
-        raise IngestError(f"{path.name}: the file is empty.")
-    problems = [
-        Problem(path.name, row_no, None, f"malformed CSV: {len(row)} fields, the header has {len(header)}")
-        for row_no, row in enumerate(reader, start=1)
-        if row and len(row) != len(header)
-    ]
+    try:
+        header = next(reader, None)
+        if not header:
+            raise IngestError(f"{path.name}: the file is empty.")
+        problems = [
+            Problem(path.name, row_no, None, f"malformed CSV: {len(row)} fields, the header has {len(header)}")
+            for row_no, row in enumerate(reader, start=1)
+            if row and len(row) != len(header)
+        ]
+    except csv.Error as exc:
+        raise IngestError(f"{path.name}: malformed CSV at line {reader.line_num}: {exc}") from exc
     if problems:
         raise IngestError(f"{path.name}: malformed CSV, {len(problems)} row(s) do not match the header.", problems)
 
@@ -185,6 +214,7 @@ def _locate_bad_byte(path: Path, raw: bytes, offset: int) -> Problem:
 
     line_no = raw.count(b"\n", 0, offset) + 1
     text = raw.decode("utf-8", errors="replace")
+    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     reader = csv.reader(io.StringIO(text))
     header = next(reader, [])
     for row_no, row in enumerate(reader, start=1):
@@ -195,38 +225,82 @@ def _locate_bad_byte(path: Path, raw: bytes, offset: int) -> Problem:
     return Problem(path.name, None, None, f"invalid UTF-8 byte 0x{raw[offset]:02x} at line {line_no}, byte {offset}")
 
 
-def validate(df, *, mapping: ColumnMap, file: str) -> list[tuple[str, ...]]:
-    """Check the frame; returns each row's category path. Raises IngestError listing every problem."""
+def validate(df, *, mapping: ColumnMap, file: str, limits: Limits | None = None) -> list[tuple[str, ...]]:
+    """Check the frame; returns each row's category path. Raises IngestError listing every problem.
+
+    `limits`: the longest value of each field (default: only `MAX_CELL_CHARS` per cell); every value is checked
+    before anything is written, so a value the database could not hold is a listed problem, not a traceback.
+    """
+    limits = limits or Limits()
     missing = [c for c in mapping.required() if c not in df.columns]
     if missing:
         raise IngestError(
             f"{file}: missing required columns {missing} (found {list(df.columns)}); map yours with --map KEY=COLUMN."
         )
-    problems: list[Problem] = []
+    problems = _cell_problems(df, file=file, limit=limits.cell)
+    too_long = {(p.row, p.column) for p in problems}
     ids = [_text(v) for v in df[mapping.id]]
-    seen: dict[str, int] = {}
+    problems += _row_problems(df, ids, mapping=mapping, file=file, limits=limits, skip=too_long)
     paths = []
-    titles = df[mapping.title] if mapping.title else [""] * len(df)
-    images = df[mapping.image] if mapping.image and mapping.image in df.columns else [None] * len(df)
-    for i, (pid, title, image) in enumerate(zip(ids, titles, images), start=1):
-        if not pid:
-            problems.append(Problem(file, i, mapping.id, "empty product id"))
-        elif pid in seen:
-            problems.append(Problem(file, i, mapping.id, f"duplicate id {pid!r} (first at row {seen[pid]})"))
-        else:
-            seen[pid] = i
-        if not _text(title) and not _text(image):  # a photo alone is enough to classify a product by
-            where = mapping.title or mapping.image or "title"
-            problems.append(Problem(file, i, where, f"empty title and no photo: nothing to classify (id {pid!r})"))
     for i, row in enumerate(_category_cells(df, mapping), start=1):
-        path, problem = _parse_path(row, mapping)
-        if problem:
-            problems.append(Problem(file, i, problem[0], f"{problem[1]} (id {ids[i - 1]!r})"))
+        path, problem = _parse_path(row, mapping, limits)
+        if problem and (i, problem[0]) not in too_long:
+            problems.append(Problem(file, i, problem[0], f"{problem[1]} (id {short(ids[i - 1])})"))
         paths.append(path)
     if problems:
         problems.sort(key=lambda p: p.row or 0)
         raise IngestError(f"{file}: {len(problems)} problem(s); nothing was imported.", problems)
     return paths
+
+
+def _row_problems(df, ids: list[str], *, mapping: ColumnMap, file: str, limits: Limits, skip: set) -> list[Problem]:
+    """Empty, duplicate or over-long ids, over-long brands, rows with nothing to classify."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    titles = df[mapping.title] if mapping.title else [""] * len(df)
+    images = df[mapping.image] if mapping.image and mapping.image in df.columns else [None] * len(df)
+    brands = df[mapping.brand] if mapping.brand and mapping.brand in df.columns else [None] * len(df)
+    for i, (pid, title, image, brand) in enumerate(zip(ids, titles, images, brands), start=1):
+        if (i, mapping.id) in skip:
+            pass
+        elif not pid:
+            problems.append(Problem(file, i, mapping.id, "empty product id"))
+        elif limits.id and len(pid) > limits.id:
+            problems.append(Problem(file, i, mapping.id, f"product id of {len(pid):,} characters, over the limit of {limits.id}"))
+        elif pid in seen:
+            problems.append(Problem(file, i, mapping.id, f"duplicate id {short(pid)} (first at row {seen[pid]})"))
+        else:
+            seen[pid] = i
+        if limits.brand and len(_text(brand)) > limits.brand and (i, mapping.brand) not in skip:
+            problems.append(
+                Problem(file, i, mapping.brand, f"brand of {len(_text(brand)):,} characters, over the limit of {limits.brand}")
+            )
+        if not _text(title) and not _text(image):  # a photo alone is enough to classify a product by
+            where = mapping.title or mapping.image or "title"
+            problems.append(Problem(file, i, where, f"empty title and no photo: nothing to classify (id {short(pid)})"))
+    return problems
+
+
+def _cell_problems(df, *, file: str, limit: int) -> list[Problem]:
+    """Every cell longer than `limit` characters."""
+    problems = []
+    for col in df.columns:
+        values = df[col].tolist()
+        if max((len(v) for v in values if type(v) is str), default=0) <= limit:
+            continue
+        for i, value in enumerate(values, start=1):
+            if isinstance(value, str) and len(value) > limit:
+                problems.append(Problem(file, i, col, f"a cell of {len(value):,} characters, over the limit of {limit:,}"))
+    return problems
+
+
+def short(value: Any, keep: int = 60, *, quote: bool = True) -> str:
+    """`value` for a message: its repr (or, with quote=False, itself), cut after `keep` characters (the full length
+    said), so that a hostile 10 MB value is not copied into every message."""
+    text = str(value)
+    cut = text if len(text) <= keep else text[:keep]
+    shown = repr(cut) if quote else cut
+    return shown if len(text) <= keep else f"{shown}... ({len(text):,} characters)"
 
 
 def _text(value: Any) -> str:
@@ -239,7 +313,7 @@ def _category_cells(df, mapping: ColumnMap):
     return zip(*(df[c] for c in mapping.levels)) if mapping.levels else ([] for _ in range(len(df)))
 
 
-def _parse_path(cells, mapping: ColumnMap) -> tuple[tuple[str, ...], tuple[str, str] | None]:
+def _parse_path(cells, mapping: ColumnMap, limits: Limits | None = None) -> tuple[tuple[str, ...], tuple[str, str] | None]:
     """The category path of one row, or the (column, message) of what is wrong with it."""
     if mapping.path:
         raw = _text(cells[0])
@@ -247,17 +321,32 @@ def _parse_path(cells, mapping: ColumnMap) -> tuple[tuple[str, ...], tuple[str, 
             return (), None
         parts = tuple(_text(p) for p in raw.split(mapping.path_sep))
         if any(not p for p in parts):
-            return (), (mapping.path, f"malformed category path {raw!r}: empty level")
-        return parts, None
+            return (), (mapping.path, f"malformed category path {short(raw)}: empty level")
+        too_long = _path_too_long(parts, limits)
+        return parts, (mapping.path, too_long[1]) if too_long else None
     parts = [_text(c) for c in cells]
     while parts and not parts[-1]:
         parts.pop()
     for col, part in zip(mapping.levels, parts):
         if not part:
-            return (), (col, f"malformed category path {parts}: level {col!r} is empty but a deeper level is set")
+            return (), (col, f"malformed category path {short(parts)}: level {col!r} is empty but a deeper level is set")
         if ">" in part:
-            return (), (col, f"category name {part!r} contains '>'")
-    return tuple(parts), None
+            return (), (col, f"category name {short(part)} contains '>'")
+    too_long = _path_too_long(tuple(parts), limits)
+    return tuple(parts), (mapping.levels[too_long[0]], too_long[1]) if too_long else None
+
+
+def _path_too_long(parts: tuple[str, ...], limits: Limits | None) -> tuple[int, str] | None:
+    """(the level at fault, message) when a category name or the whole path is longer than the database holds."""
+    if limits is None:
+        return None
+    for level, name in enumerate(parts):
+        if limits.category_name and len(name) > limits.category_name:
+            return level, f"category name {short(name)} is over the limit of {limits.category_name} characters"
+    joined = len(limits.path_sep.join(parts))
+    if limits.category_path and joined > limits.category_path:
+        return len(parts) - 1, f"category path of {joined:,} characters, over the limit of {limits.category_path:,}"
+    return None
 
 
 def image_stamp(path: Path) -> str | None:
@@ -269,19 +358,19 @@ def image_stamp(path: Path) -> str | None:
 
 
 def check_image(path: Path) -> tuple[str, str | None]:
-    """('ok', None), ('missing', why) or ('unreadable', why) after fully decoding the image."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        return "missing", "file not found"
+    """('ok', None), ('missing', why) or ('unreadable', why) after fully decoding the image (`core.data.images`:
+    a decompression bomb or a photo over the pixel limit is unreadable, refused before it is decoded)."""
     try:
-        with Image.open(path) as im:
+        if not path.is_file():
+            return "missing", "file not found"
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL
+        return "unreadable", f"{type(exc).__name__}: {exc}"
+    try:
+        with open_image(path) as im:
             im.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads every byte
             im.load()
-            if im.width < 1 or im.height < 1:
-                return "unreadable", "empty image"
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return "unreadable", f"{type(exc).__name__}: {exc}"
+    except UnreadableImage as exc:
+        return "unreadable", str(exc)
     return "ok", None
 
 
@@ -307,7 +396,7 @@ def build_records(df, *, mapping: ColumnMap, paths: list[tuple[str, ...]]) -> li
     }
     extra_cols = [c for c in df.columns if c not in known]
     records = []
-    for row, path in zip(df.to_dict("records"), paths):
+    for n, (row, path) in enumerate(zip(df.to_dict("records"), paths), start=1):
         attrs = {c: _jsonable(row[c]) for c in extra_cols if row[c] is not None and row[c] != ""}
         rec = {
             "external_id": _text(row[mapping.id]),
@@ -317,6 +406,7 @@ def build_records(df, *, mapping: ColumnMap, paths: list[tuple[str, ...]]) -> li
             "image": _text(row.get(mapping.image)) or None if mapping.image else None,
             "attributes": attrs,
             "path": path,
+            "row": n,  # the file's data row, for the problems listed later (not stored)
         }
         rec["content_hash"] = hashlib.sha256(
             json.dumps(
@@ -330,9 +420,62 @@ def build_records(df, *, mapping: ColumnMap, paths: list[tuple[str, ...]]) -> li
 def _jsonable(value: Any) -> Any:
     if isinstance(value, str) and value[:1] == "{":
         try:
-            return json.loads(value)
+            return json.loads(value, parse_constant=lambda _: None)  # Infinity, NaN: not JSON, no database takes them
         except ValueError:
             return value
+    if hasattr(value, "tolist"):  # numpy scalars and arrays (Parquet list columns)
+        return value.tolist()
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+def clean_frame(df, *, mapping: ColumnMap, file: str) -> list[Problem]:
+    """Remove what no database should store, in place, and list each cell changed (by row and column): NUL
+    characters (PostgreSQL text cannot hold them; SQLite would keep them) and non-finite numbers (Infinity, NaN in
+    a number or inside a JSON cell: PostgreSQL's JSON refuses them), which become empty. The image column is left as
+    it is: a photo path with a NUL is refused as a photo (`core.data.images.resolve_image`), not rewritten into
+    another path."""
+    problems: list[Problem] = []
+    for col_no, col in enumerate(df.columns):
+        if col == mapping.image:
+            continue
+        for i, value in enumerate(df[col].tolist()):
+            if value is None or (type(value) is str and "\x00" not in value and value[:1] != "{"):
+                continue  # the common case, without a call
+            cleaned, what = _clean_value(value)
+            if what:
+                df.iat[i, col_no] = cleaned
+                problems.append(Problem(file, i + 1, str(col), f"{' and '.join(sorted(what))} (kept the rest of the value)"))
+    return problems
+
+
+_NUL = "NUL character removed"
+_NON_FINITE = "non-finite number (Infinity or NaN) made empty"
+
+
+def _clean_value(value: Any) -> tuple[Any, set[str]]:
+    """(the value without NULs and non-finite numbers, what was changed)."""
+    if isinstance(value, str):
+        what = {_NUL} if "\x00" in value else set()
+        value = value.replace("\x00", "") if what else value
+        if value[:1] == "{" and ("Infinity" in value or "NaN" in value or "\\u0000" in value):
+            found: set[str] = set()
+            try:
+                parsed = json.loads(value, parse_constant=lambda _: found.add(_NON_FINITE))
+            except ValueError:
+                return value, what
+            cleaned, inner = _clean_value(parsed)
+            return (cleaned, what | found | inner) if found or inner else (value, what)
+        return value, what
+    if isinstance(value, float) or (hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0 and value.dtype.kind == "f"):
+        return (None, {_NON_FINITE}) if not math.isfinite(float(value)) else (value, set())
+    if isinstance(value, dict):
+        pairs = [(_clean_value(k), _clean_value(v)) for k, v in value.items()]
+        what = set().union(*(a[1] | b[1] for a, b in pairs)) if pairs else set()
+        return ({a[0]: b[0] for a, b in pairs}, what) if what else (value, what)
+    if isinstance(value, list | tuple) or getattr(value, "ndim", 0) >= 1:
+        items = [_clean_value(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+        what = set().union(*(w for _, w in items)) if items else set()
+        return ([v for v, _ in items], what) if what else (value, what)
+    return value, set()

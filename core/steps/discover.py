@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import select
 
-from core.config import data_dir
+from core.config import data_dir, google_taxonomy_file
+from core.data.google_taxonomy import TaxonomyFileError, read_google_taxonomy
 from core.discover.ann import AnnIndex
+from core.discover.clustering import cluster_coherence
+from core.discover.explain import explain_groups
 from core.discover.features import colour_pattern, colour_vocabulary, feature_texts, make_pipeline, node_products
+from core.discover.levels import Hierarchy
+from core.discover.naming import ctfidf, name_key, nearest_names_by_embedding, top_terms, without_brand
 from core.discover.pipeline import DiscoveryPipeline
 from core.embed.cache import cached_embed
 from core.embed.choice import EncoderChoice, chosen_encoders
@@ -25,14 +30,17 @@ from core.embed.features import embed_catalogue
 from core.keys import content_key
 from core.runs import RunRecord
 from core.steps.catalogue import catalogue_and_brands
-from core.steps.maps import record_pipeline_stages, save_map, slug_for
+from core.steps.maps import load_map, record_pipeline_stages, save_map, slug_for
 from db import proposals as props
-from db.models import Product
+from db.models import Product, TaxonomyNode
 from db.repo import node_by_path
 from db.session import get_sessionmaker, transaction
 
 Log = Callable[[str], None]
 MIN_PRODUCTS = 50
+# The tree over a run's clusters (core.discover.levels.Hierarchy), chosen on held-out nodes: BENCHMARKS.md
+HIERARCHY = {"linkage": "average", "represent": "combined", "embedding_weight": 0.3, "default": "gap", "k_min": 4, "k_max": 12}
+N_ALTERNATIVES = 3
 
 
 def node_encoder(choice: EncoderChoice | None = None) -> Encoder:
@@ -107,11 +115,7 @@ def discover(
     product_ids = cat.product_ids[rows]
     record.stage("load")
     photos_only = not any(cat.titles[i].strip() for i in rows)
-    if photos_only:
-        X, encoder = node_photo_features(cat, rows, choice or chosen_encoders(), device=device, progress=progress)
-    else:
-        encoder = node_encoder(choice)
-        X = node_features(factory, product_ids, encoder=encoder, device=device, progress=progress)
+    X, encoder = _features(factory, cat, rows, photos_only=photos_only, choice=choice, device=device, progress=progress)
     record.stage("features")
     pipe = make_pipeline(
         brands=sorted({b for b in brands if b}),
@@ -125,20 +129,73 @@ def discover(
     )
     pipe.fit(X, docs=None if photos_only else [cat.texts[i] for i in rows])
     record_pipeline_stages(record, pipe)
+    titles = None if photos_only else [cat.titles[i] for i in rows]
+    node = NodeRun(node_path, product_ids, X, titles, [brands[i] for i in rows], names)
+    hier = node_tree(pipe, node, seed=seed)
+    record.stage("tree")
     _describe_run(record, pipe, node_path=node_path, product_ids=product_ids, X=X, encoder=encoder)
     run_key = time.strftime("%Y%m%d-%H%M%S")
+    alternatives = None if photos_only else name_alternatives(factory, encoder, device=device)
+    clusters = level_clusters(LeafRun.of(pipe), hier, node, alternatives=alternatives, text_dim=encoder.dim)
     with transaction(factory) as s:
-        n = props.replace_open_proposals(s, parent_node_id=node_id, run_key=run_key, clusters=_clusters(pipe, product_ids))
+        n = props.replace_open_proposals(s, parent_node_id=node_id, run_key=run_key, clusters=clusters)
     record.stage("store")
-    record.outputs["proposals"] = n
-    _save_node_map(node_id, node_path, run_key, pipe, product_ids, record)
-    log(
-        f"{node_path}: {len(rows)} products -> {n} proposals ({(pipe.labels_ < 0).mean():.1%} unassigned) "
-        f"in {sum(pipe.timings_.values()):.0f}s; features: "
-        + (f"photos, {encoder.id} ({encoder.dim}-d); the products have no titles" if photos_only
-           else f"text encoder {encoder.id} ({encoder.dim}-d), photos not used")
-    )
+    record.outputs.update(proposals=n, default_k=int(hier.default_k_), leaf_clusters=int(hier.tree_.n_leaves))
+    _save_node_map(node_id, node_path, run_key, pipe, product_ids, record, tree=hier.as_dict())
+    log(_summary(node_path, len(rows), n, hier, pipe, encoder, photos_only=photos_only))
     return n
+
+
+def _summary(node_path: str, n_rows: int, n: int, hier: Hierarchy, pipe, encoder: Encoder, *, photos_only: bool) -> str:
+    if photos_only:
+        features = f"photos, {encoder.id} ({encoder.dim}-d); the products have no titles"
+    else:
+        features = f"text encoder {encoder.id} ({encoder.dim}-d), photos not used"
+    return (
+        f"{node_path}: {n_rows} products -> {n} proposals ({hier.tree_.n_leaves} clusters in a tree, default level "
+        f"{hier.default_k_}; {(pipe.labels_ < 0).mean():.1%} unassigned) in {sum(pipe.timings_.values()):.0f}s; "
+        f"features: {features}"
+    )
+
+
+def node_tree(pipe: DiscoveryPipeline, node: NodeRun, *, seed: int = 0) -> Hierarchy:
+    """The named tree (`HIERARCHY` settings) over the clusters of a fitted pipeline, in the space of its head."""
+    hier = Hierarchy(node_name=node.path.split(" > ")[-1], taken=node.children, seed=seed, **HIERARCHY)
+    return hier.fit(pipe.embedding_, pipe.labels_, node.titles, brands=node.brands)
+
+
+def store_level(db_url: str, node_path: str, k: int, *, choice: EncoderChoice | None = None, device=None) -> int:
+    """Store the proposals of the level of `k` groups of the node's last discovery run (its map's tree) as the node's
+    open proposals, without re-running discovery; returns how many. ValueError when the node has no discovery map."""
+    factory = get_sessionmaker(db_url)
+    node_id, children = node_and_children(factory, node_path)
+    saved = load_map(slug_for(node_id))
+    if saved is None or "directions" not in saved["meta"].get("tree", {}):
+        raise ValueError(f"{node_path!r} has no discovery run with a tree: run `python -m core discover` first")
+    product_ids, labels = saved["product_ids"], saved["clusters"]
+    with factory() as s:
+        found = s.execute(select(Product.id, Product.title, Product.brand).where(Product.id.in_(product_ids.tolist())))
+        rows = {r.id: r for r in found}
+    titles, brands = [rows[int(p)].title for p in product_ids], [rows[int(p)].brand for p in product_ids]
+    encoder = node_encoder(choice)
+    X = node_features(factory, product_ids, encoder=encoder, device=device)
+    hier = Hierarchy.restore(saved["meta"]["tree"], labels, titles, brands=brands)
+    leaves = LeafRun(labels, saved["xy"], *cluster_coherence(X, labels))
+    node = NodeRun(node_path, product_ids, X, titles, brands, children)
+    alternatives = name_alternatives(factory, encoder, device=device)
+    clusters = level_clusters(leaves, hier, node, k=k, alternatives=alternatives, text_dim=encoder.dim)
+    run_key = f"{saved['meta'].get('run_key', '')}:k{k}"
+    with transaction(factory) as s:
+        return props.replace_open_proposals(s, parent_node_id=node_id, run_key=run_key, clusters=clusters)
+
+
+def _features(factory, cat, rows, *, photos_only: bool, choice, device, progress) -> tuple[np.ndarray, Encoder]:
+    """(the node's discovery features, their encoder): photo vectors when its products have no titles, else the two
+    text blocks of `node_features`."""
+    if photos_only:
+        return node_photo_features(cat, rows, choice or chosen_encoders(), device=device, progress=progress)
+    encoder = node_encoder(choice)
+    return node_features(factory, cat.product_ids[rows], encoder=encoder, device=device, progress=progress), encoder
 
 
 def _describe_run(record: RunRecord, pipe: DiscoveryPipeline, *, node_path: str, product_ids, X, encoder: Encoder) -> None:
@@ -157,8 +214,11 @@ def _describe_run(record: RunRecord, pipe: DiscoveryPipeline, *, node_path: str,
     }
 
 
-def _save_node_map(node_id: int, node_path: str, run_key: str, pipe: DiscoveryPipeline, product_ids, record: RunRecord) -> None:
-    """Every product of the node on the Clusters page, not only the clustered ones (when the pipeline made a 2-D view)."""
+def _save_node_map(
+    node_id: int, node_path: str, run_key: str, pipe: DiscoveryPipeline, product_ids, record: RunRecord, *, tree: dict
+) -> None:
+    """Every product of the node on the Clusters page, not only the clustered ones (when the pipeline made a 2-D view);
+    its "clusters" are the tree's leaves, and the meta's "tree" (`Hierarchy.as_dict`) maps them to every level."""
     if pipe.coords_ is None:
         return
     save_map(
@@ -172,26 +232,176 @@ def _save_node_map(node_id: int, node_path: str, run_key: str, pipe: DiscoveryPi
             "timings": {k: round(v, 1) for k, v in pipe.timings_.items()},
             "unassigned": record.outputs["unassigned"],
             "unclear_groups": record.outputs["unclear_groups"],
+            "tree": tree,
         },
         run=record,
     )
 
 
-def _clusters(pipe: DiscoveryPipeline, product_ids: np.ndarray) -> list[dict[str, Any]]:
-    coords = pipe.coords_
+class LeafRun(NamedTuple):
+    """The tree's leaves as a run left them: each product's cluster (-1 unassigned), its 2-D map position (or None),
+    and each cluster's coherence."""
+
+    labels_: np.ndarray
+    coords_: np.ndarray | None
+    cluster_ids: np.ndarray
+    coherence: np.ndarray
+
+    @classmethod
+    def of(cls, pipe: DiscoveryPipeline) -> LeafRun:
+        return cls(pipe.labels_, pipe.coords_, pipe.clusterer.cluster_ids_, pipe.clusterer.coherence_)
+
+
+class NodeRun(NamedTuple):
+    """What a discovery run read of its node: products (ids, feature rows, titles, brands) and existing children."""
+
+    path: str
+    product_ids: np.ndarray
+    X: np.ndarray
+    titles: list[str] | None
+    brands: list[str | None]
+    children: list[str]
+
+
+def name_alternatives(factory, encoder: Encoder, *, device=None) -> dict[str, Any]:
+    """The names a proposal's name may be matched to: every active category of the master taxonomy (source
+    "taxonomy") and every category of the Google Product Taxonomy file when it is there (source "google"), each with
+    its path and its vector from `encoder` (cached by text)."""
+    with factory() as s:
+        master = [
+            (name, path)
+            for name, path in s.execute(select(TaxonomyNode.name, TaxonomyNode.path).where(TaxonomyNode.status == "active"))
+        ]
+    entries = [{"name": n, "path": p, "source": "taxonomy"} for n, p in master]
+    try:
+        google = read_google_taxonomy(google_taxonomy_file())
+    except TaxonomyFileError:
+        google = []
+    entries += [{"name": c.path[-1], "path": " > ".join(c.path), "source": "google"} for c in google]
+    vectors = (
+        cached_embed(encoder, [e["name"] for e in entries], device=device).vectors if entries else np.zeros((0, encoder.dim))
+    )
+    return {"entries": entries, "vectors": np.asarray(vectors, dtype=np.float32)}
+
+
+def nearest_alternatives(centroids: np.ndarray, alternatives: dict[str, Any] | None, names: list[str]) -> list[list[dict]]:
+    """Per group, the `N_ALTERNATIVES` nearest distinct names of each source (cosine of the group's title centroid to
+    the name's vector), the group's own name left out (a name at several paths counts once, at its nearest)."""
+    if not alternatives or not alternatives["entries"] or not len(centroids):
+        return [[] for _ in names]
+    entries = alternatives["entries"]
     out = []
-    for summary in pipe.summaries_:
-        members = np.asarray(summary.members)
-        out.append(
-            {
-                "name": summary.name,
-                "suggested_names": [summary.name, *(name for name, _score in summary.nearest_names)],
-                "members": product_ids[members].tolist(),
-                "coords": coords[members].round(4).tolist() if coords is not None else [],
-                "scores": {"size": int(summary.size), "coherence": float(summary.coherence), "top_terms": summary.top_terms[:10]},
-            }
-        )
+    for i, name in enumerate(names):
+        picked = []
+        for source in ("taxonomy", "google"):
+            idx = [j for j, e in enumerate(entries) if e["source"] == source and name_key(e["name"]) != name_key(name)]
+            if not idx:
+                continue
+            near = nearest_names_by_embedding(
+                centroids[i : i + 1], alternatives["vectors"][idx], [str(j) for j in idx], top_n=4 * N_ALTERNATIVES
+            )[0]
+            seen: set[str] = set()
+            for j, score in near:
+                key = name_key(entries[int(j)]["name"])
+                if key not in seen and len(seen) < N_ALTERNATIVES:
+                    seen.add(key)
+                    picked.append({**entries[int(j)], "score": round(score, 3)})
+        out.append(picked)
     return out
+
+
+def level_clusters(
+    pipe: LeafRun,
+    hier: Hierarchy,
+    node: NodeRun,
+    *,
+    k: int | None = None,
+    alternatives=None,
+    text_dim: int | None = None,
+) -> list[dict[str, Any]]:
+    """The proposals of one level of the tree (default: its default level) as `db.proposals.replace_open_proposals`
+    takes them; what each holds is listed in `cluster_dict`."""
+    groups = hier.level(k)
+    lookup = {leaf: g for g, group in enumerate(groups) for leaf in group["leaves"]}
+    level = np.array([lookup.get(int(v), -1) for v in pipe.labels_], dtype=int)
+    titles = node.titles or [""] * len(level)
+    terms = _level_terms(titles, node.brands, level) if node.titles else {}
+    explained = explain_groups(node.X, level, titles, top_terms=terms)
+    title_block = node.X[:, : text_dim or node.X.shape[1]]
+    centroids = np.stack([title_block[level == g].mean(axis=0) for g in range(len(groups))]) if groups else np.zeros((0, 1))
+    near = nearest_alternatives(centroids, alternatives, [g["name"] for g in groups])
+    return [cluster_dict(pipe, hier, node, g, group, level, explained, near[g], groups) for g, group in enumerate(groups)]
+
+
+def _level_terms(titles: list[str], brands: list[str | None], level: np.ndarray) -> dict[int, list[str]]:
+    """{group: its top c-TF-IDF terms} over the titles (each without its brand) of one level."""
+    if not (level >= 0).any():
+        return {}
+    ids, weights, vocab = ctfidf([without_brand(t, b) for t, b in zip(titles, brands)], level)
+    return {int(g): t for g, t in zip(ids, top_terms(weights, vocab, top_n=10))}
+
+
+def cluster_dict(
+    pipe: LeafRun, hier: Hierarchy, node: NodeRun, g: int, group: dict, level, explained: dict, near: list, groups
+) -> dict:
+    """One proposal: name, suggested names (own candidates, then the nearest master-taxonomy and Google names),
+    members, coords and, in `scores`: size, coherence, top terms, the tree level it belongs to ("level"), its
+    "parts" (near-duplicates shown as one) and "subgroups" (each {"node", "name", "leaves", "size", "members"}), the
+    nearest existing names ("alternatives": {"name", "path", "source", "score"}), the existing child its best name
+    would repeat ("existing_child", else None) and its "explanation"."""
+    members = np.flatnonzero(level == g)
+    ids, coords = node.product_ids, pipe.coords_
+    expl = explained.get(g, {})
+    coherence = pipe.coherence[np.isin(pipe.cluster_ids, group["leaves"])]
+    return {
+        "name": group["name"],
+        "suggested_names": [group["name"], *group["alternatives"], *(a["name"] for a in near)],
+        "members": ids[members].tolist(),
+        "coords": coords[members].round(4).tolist() if coords is not None else [],
+        "scores": {
+            "size": int(len(members)),
+            "coherence": round(float(coherence.mean()), 4) if len(coherence) else None,
+            "top_terms": expl.get("top_terms", [])[:10],
+            "level": {
+                "k": hier_k(hier, groups),
+                "default_k": int(hier.default_k_),
+                "tree_nodes": group["nodes"],
+                "leaves": group["leaves"],
+            },
+            "parts": [_with_members(pipe, ids, part) for part in group["parts"]],
+            "subgroups": [_with_members(pipe, ids, sub) for t in group["nodes"] for sub in hier.subgroups(t)],
+            "alternatives": near,
+            "existing_child": group.get("existing"),
+            "explanation": _explanation(expl, node, groups),
+        },
+    }
+
+
+def hier_k(hier: Hierarchy, groups: list[dict]) -> int:
+    """The tree level (number of tree groups) that `groups` show: merged near-duplicates count once per tree node."""
+    return int(sum(len(g["nodes"]) for g in groups))
+
+
+def _with_members(pipe: LeafRun, ids: np.ndarray, entry: dict) -> dict:
+    return {**entry, "members": ids[np.isin(pipe.labels_, entry["leaves"])].tolist()}
+
+
+def _explanation(expl: dict, node: NodeRun, groups: list[dict]) -> dict:
+    """The explanation of `core.discover.explain.explain_groups` with products as {"id", "title"} and the nearest
+    sibling by name."""
+    titles = node.titles or [""] * len(node.product_ids)
+    sibling = expl.get("nearest_sibling")
+
+    def shown(positions) -> list[dict]:
+        return [{"id": int(node.product_ids[i]), "title": titles[i]} for i in positions]
+
+    return {
+        "typical": shown(expl.get("typical", [])),
+        "doubtful": shown(expl.get("doubtful", [])),
+        "nearest_sibling": groups[sibling]["name"] if sibling is not None else None,
+        "more_here": expl.get("more_here", []),
+        "more_there": expl.get("more_there", []),
+    }
 
 
 class NodeSearch:

@@ -15,9 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from core.data.ingest import ColumnMap, IngestError, Problem, read_catalog, validate
+from core.data.ingest import ColumnMap, IngestError, Problem, read_catalog
 from core.steps.embed import embed
-from core.steps.ingest import ingest
+from core.steps.ingest import ingest, prepare
 from core.steps.predict import predict
 from db import platforms
 from db import predictions as preds
@@ -44,11 +44,12 @@ def mapping_from_dict(stored: dict[str, Any]) -> ColumnMap:
 def check_frame(df, *, mapping: ColumnMap, file: str) -> list[Problem]:
     """Every problem of the file under `mapping` (by row and column), before anything is written; [] when none.
 
-    `core.data.ingest.validate`, plus one check of its own: with a path separator other than '>', a category name
-    holding '>' would be split again where the database joins paths with ' > '.
+    What ingest checks (`core.steps.ingest.prepare`: `core.data.ingest.validate` with the database's length limits),
+    on a copy, plus one check of its own: with a path separator other than '>', a category name holding '>' would
+    be split again where the database joins paths with ' > '.
     """
     try:
-        validate(df, mapping=mapping, file=file)
+        prepare(df.copy(), mapping=mapping, file=file)
         problems: list[Problem] = []
     except IngestError as exc:
         problems = list(exc.problems) or [Problem(file, None, None, str(exc))]

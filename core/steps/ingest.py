@@ -22,20 +22,54 @@ from sqlalchemy import delete, insert, select, update
 from core.config import database_url
 from core.data.fetch import FetchIndex, is_url
 from core.data.fetch import fetch_images as fetch
+from core.data.images import resolve_image
 from core.data.ingest import (
     ColumnMap,
+    IngestError,
     IngestReport,
+    Limits,
+    Problem,
     Progress,
     build_records,
     check_images,
+    clean_frame,
     find_catalog_file,
     image_stamp,
     read_catalog,
+    short,
     validate,
 )
 from db import mappings, repo
-from db.models import Label, Product, TaxonomyNode, utcnow
+from db.models import PATH_SEP, AuditEvent, Label, Platform, PlatformCategory, Product, TaxonomyNode, utcnow
 from db.session import get_sessionmaker, transaction
+
+
+def _length(*columns) -> int:
+    """The shortest declared length of `columns` (VARCHAR(n)): what every backend can hold."""
+    return min(c.type.length for c in columns)
+
+
+FIELD_LIMITS = Limits(
+    id=_length(Product.external_id),
+    brand=_length(Product.brand),
+    category_name=_length(PlatformCategory.name, TaxonomyNode.name),
+    category_path=_length(PlatformCategory.path, TaxonomyNode.path),
+    path_sep=PATH_SEP,
+)
+
+
+def prepare(df, *, mapping: ColumnMap, file: str) -> tuple[list[tuple[str, ...]], list[Problem]]:
+    """Clean and check a catalogue frame as ingest does, before anything is written: (each row's category path,
+    the values cleaned on the way in). Raises IngestError listing every problem by row and column, including every
+    value longer than its database column (`FIELD_LIMITS`)."""
+    cleaned = clean_frame(df, mapping=mapping, file=file)
+    return validate(df, mapping=mapping, file=file, limits=FIELD_LIMITS), cleaned
+
+
+def _check_names(platform: str, actor: str) -> None:
+    for what, value, limit in (("platform", platform, _length(Platform.name)), ("actor", actor, _length(AuditEvent.actor))):
+        if not value or "\x00" in value or len(value) > limit:
+            raise IngestError(f"The {what} name {short(value)} must be 1 to {limit} characters, without NUL.")
 
 
 def ingest(
@@ -71,24 +105,34 @@ def ingest(
     """
     started = time.perf_counter()
     mapping = mapping or ColumnMap()
+    _check_names(platform, actor)
     path = find_catalog_file(catalog)
     df = read_catalog(path)
     if limit is not None:
-        df = df.iloc[:limit]
-    paths = validate(df, mapping=mapping, file=path.name)
+        df = df.iloc[:limit].copy()
+    paths, cleaned = prepare(df, mapping=mapping, file=path.name)
     records = build_records(df, mapping=mapping, paths=paths)
     root = Path(images_root) if images_root else path.parent
-    report = IngestReport(platform=platform, file=str(path), rows=len(records))
+    report = IngestReport(platform=platform, file=str(path), rows=len(records), problems=[str(p) for p in cleaned])
     urls = [rec["image"] for rec in records if is_url(rec["image"])]
     index = fetch(urls, progress=progress) if fetch_images and urls else FetchIndex()  # network outside the transaction
-    resolve_remote_images(records, index, report=report, fetched=fetch_images)
+    resolve_remote_images(records, index, report=report, fetched=fetch_images, column=mapping.image)
     with transaction(get_sessionmaker(db_url or database_url())) as session:
-        _upsert(session, records, root=root, report=report, actor=actor, progress=progress, seed_master=seed_master)
+        _upsert(
+            session,
+            records,
+            root=root,
+            report=report,
+            actor=actor,
+            progress=progress,
+            seed_master=seed_master,
+            column=mapping.image,
+        )
     report.seconds = time.perf_counter() - started
     return report
 
 
-def resolve_remote_images(records, index: FetchIndex, *, report: IngestReport, fetched: bool) -> None:
+def resolve_remote_images(records, index: FetchIndex, *, report: IngestReport, fetched: bool, column: str | None = None) -> None:
     """Point each record whose image is a URL at its fetched file when there is one (its content hash follows);
     the others stay "remote" (text-only for the models, no photo on the pages) and the report says so."""
     remote = 0
@@ -99,12 +143,16 @@ def resolve_remote_images(records, index: FetchIndex, *, report: IngestReport, f
         if local is not None:
             rec["attributes"] = {**rec["attributes"], "image_url": url}
             rec["image"] = str(local)
+            rec["image_root"] = index.folder  # a fetched photo lives in the fetch folder, not the platform's
             rec["content_hash"] = hashlib.sha256(f"{rec['content_hash']}|{local.name}".encode()).hexdigest()
             continue
         remote += 1
         entry = index.entries.get(url)
         if fetched and entry is not None and entry.problem:
-            report.image_problems.append(f"product {rec['external_id']}: {url}: not fetched ({entry.problem})")
+            where = Problem(
+                Path(report.file).name, rec["row"], column, f"product {short(rec['external_id'])}: {short(url, 200, quote=False)}"
+            )
+            report.image_problems.append(f"{where}: not fetched ({entry.problem})")
     if remote and not fetched:
         report.notes.append(
             f"{remote} products have photo URLs that were not fetched: they are text-only until "
@@ -112,7 +160,9 @@ def resolve_remote_images(records, index: FetchIndex, *, report: IngestReport, f
         )
 
 
-def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, progress: Progress | None, seed_master) -> None:
+def _upsert(
+    session, records, *, root: Path, report: IngestReport, actor: str, progress: Progress | None, seed_master, column
+) -> None:
     plat = repo.get_or_create_platform(session, name=report.platform, root=str(root.resolve()))
     if seed_master is None:
         seed_master = plat.seeds_master or session.scalar(select(TaxonomyNode.id).limit(1)) is None
@@ -131,7 +181,7 @@ def _upsert(session, records, *, root: Path, report: IngestReport, actor: str, p
             ).where(Product.platform_id == plat.id)
         )
     }
-    _apply_image_checks(records, existing, root=root, report=report, progress=progress)
+    _apply_image_checks(records, existing, root=root, report=report, progress=progress, column=column)
     categories = _write_categories(session, plat.id, records)
     _write_products(session, plat.id, records, existing, report=report, progress=progress)
     if plat.seeds_master:
@@ -158,9 +208,11 @@ def _write_categories(session, platform_id: int, records) -> dict[tuple[str, ...
     return ids
 
 
-def _apply_image_checks(records, existing, *, root: Path, report: IngestReport, progress: Progress | None) -> None:
-    """Set image_status/image_stamp on each record; decode only files that are new or changed."""
-    todo = []
+def _apply_image_checks(records, existing, *, root: Path, report: IngestReport, progress: Progress | None, column) -> None:
+    """Set image_status/image_stamp on each record; decode only files that are new or changed. A path that leaves
+    the image folder (`..`, absolute, a symlink), holds a NUL or cannot be named is refused before any file is
+    touched: the photo is "unreadable" (never served), the problem listed by row and column."""
+    todo, refused = [], {}
     for rec in records:
         image = rec["image"]
         if not image:
@@ -168,20 +220,26 @@ def _apply_image_checks(records, existing, *, root: Path, report: IngestReport, 
         elif image.startswith(("http://", "https://")):
             rec["image_status"], rec["image_stamp"] = "remote", None
         else:
-            file = root / image
-            rec["image_stamp"] = image_stamp(file)
+            file, why = resolve_image(rec.get("image_root") or root, image)
+            rec["image"] = image.replace("\x00", "")  # what is stored; the photo itself stays refused
+            rec["image_stamp"] = image_stamp(file) if file else None
             old = existing.get(rec["external_id"])
-            if old is not None and old.image == image and old.image_stamp == rec["image_stamp"] and rec["image_stamp"]:
+            if why:
+                refused[rec["external_id"]] = ("unreadable", why)
+            elif old is not None and old.image == image and old.image_stamp == rec["image_stamp"] and rec["image_stamp"]:
                 rec["image_status"] = old.image_status
             else:
                 todo.append((rec["external_id"], file))
-    results = check_images(todo, progress=progress)
+    results = {**check_images(todo, progress=progress), **refused}
     report.images_checked = len(todo)
     by_id = {rec["external_id"]: rec for rec in records}
+    name = Path(report.file).name
     for key, (status, why) in results.items():
-        by_id[key]["image_status"] = status
+        rec = by_id[key]
+        rec["image_status"] = status
         if why:
-            report.image_problems.append(f"product {key}: {by_id[key]['image']}: {status} ({why})")
+            where = Problem(name, rec["row"], column, f"product {short(key)}: {short(rec['image'], 200, quote=False)}")
+            report.image_problems.append(f"{where}: {status} ({why})")
 
 
 def _write_products(session, platform_id: int, records, existing, *, report: IngestReport, progress: Progress | None) -> None:

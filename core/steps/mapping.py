@@ -80,11 +80,18 @@ def _members(s, category_ids: list[int], *, sample: int, seed: int) -> dict[int,
     return {c: _sample(ids, sample, seed) for c, ids in out.items()}
 
 
-def node_members(s, *, sample: int, seed: int) -> dict[int, list[int]]:
-    """A sample of the products labelled at each master node (effective labels), keyed by node id."""
+def node_members(s, *, sample: int, seed: int, exclude_platform_id: int | None = None) -> dict[int, list[int]]:
+    """A sample of the products labelled at each master node (effective labels), keyed by node id.
+
+    `exclude_platform_id` leaves out one platform's products: those of the platform being mapped, whose mapping
+    labels would otherwise feed its own suggestions back (a confirmed mapping, right or wrong, would vouch for
+    itself, and a benchmark run after the reference was confirmed would score the reference against itself)."""
     eff = effective_labels_subquery()
+    stmt = select(eff.c.node_id, eff.c.product_id).order_by(eff.c.product_id)
+    if exclude_platform_id is not None:
+        stmt = stmt.join(Product, Product.id == eff.c.product_id).where(Product.platform_id != exclude_platform_id)
     out: dict[int, list[int]] = defaultdict(list)
-    for node_id, pid in s.execute(select(eff.c.node_id, eff.c.product_id).order_by(eff.c.product_id)):
+    for node_id, pid in s.execute(stmt):
         out[node_id].append(pid)
     return {n: _sample(ids, sample, seed) for n, ids in out.items()}
 
@@ -163,7 +170,7 @@ def mapping_problem(db_url: str, platform: str, *, sample: int = SAMPLE, seed: i
         ).all()
         paths = {n.id: tuple(n.path.split(PATH_SEP)) for n in s.execute(select(TaxonomyNode.id, TaxonomyNode.path))}
         members = _members(s, category_ids, sample=sample, seed=seed)
-        labelled = node_members(s, sample=sample, seed=seed)
+        labelled = node_members(s, sample=sample, seed=seed, exclude_platform_id=mappings.get_platform(s, platform).id)
         votes = _votes(s, members, category_ids, paths)
         inputs = product_inputs(s, {p for ids in (*members.values(), *labelled.values()) for p in ids})
     if not category_ids:

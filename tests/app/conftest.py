@@ -21,6 +21,7 @@ from tests.app.helpers import (
     WRONG_CONFIDENCE,
     CatalogueTree,
     Misplaced,
+    add_people,
     external_ids,
     node_id,
     node_ids,
@@ -36,10 +37,12 @@ def app_slice(slice_file):
 
 @pytest.fixture
 def app_env(tmp_path, monkeypatch, app_slice):
-    """DATABASE_URL pointing at a fresh SQLite database with the 80 products of `app_slice`; returns the URL."""
+    """DATABASE_URL pointing at a fresh SQLite database with the 80 products of `app_slice`, and one user of each role
+    (`PEOPLE`: the pages run signed in as the admin, see `run_page`); returns the URL."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     upgrade(url)
     ingest(app_slice, platform="myntra", db_url=url, images_root=config.catalog_dir())
+    add_people(url)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     return url

@@ -15,9 +15,11 @@ from pathlib import Path
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from db import repo
+from app import auth
+from db import repo, users
 from db.models import Product, ReviewItem, TaxonomyNode
-from db.session import get_sessionmaker
+from db.session import get_sessionmaker, transaction
+from db.users import Identity
 
 ROOT = Path(__file__).resolve().parents[2]
 LEVELS = ("master_category", "sub_category", "article_type")  # the columns the myntra catalogue's paths are made of
@@ -34,6 +36,12 @@ class Misplaced:
 
 
 WRONG_CONFIDENCE, RIGHT_CONFIDENCE = 0.4, 0.97  # per level, in the `with_predictions` fixture
+# the users the `app_env` fixture adds, by role: (name, password); the pages run signed in as the admin
+PEOPLE = {
+    "viewer": ("vic", "vic's passphrase"),
+    "curator": ("cora", "cora's passphrase"),
+    "admin": ("merchandiser", "m's passphrase"),
+}
 
 
 def _names(cells) -> tuple[str, ...]:
@@ -78,8 +86,22 @@ class CatalogueTree:
         return sum(n for p, n in self.counts.items() if len(p) == depth)
 
 
-def run_page(name: str) -> AppTest:
-    at = AppTest.from_file(ROOT / "pages" / f"{name}.py", default_timeout=60)
+def add_people(url: str) -> None:
+    """Add the `PEOPLE` users to the database at `url`."""
+    with transaction(get_sessionmaker(url)) as s:
+        for role, (name, password) in PEOPLE.items():
+            users.add_user(s, actor="test", name=name, password=password, role=role)
+
+
+def signed_in(at: AppTest, role: str = "admin") -> AppTest:
+    """`at` as a browser session in which the `PEOPLE` user of `role` has signed in (what app/auth.py keeps)."""
+    at.session_state[auth.SESSION_KEY] = auth.signed_in_record(Identity(PEOPLE[role][0], role))
+    return at
+
+
+def run_page(name: str, *, role: str = "admin") -> AppTest:
+    """Run pages/`name`.py signed in as the `PEOPLE` user of `role` (the admin: every button is theirs)."""
+    at = signed_in(AppTest.from_file(ROOT / "pages" / f"{name}.py", default_timeout=60), role)
     at.run()
     assert not at.exception, at.exception
     return at

@@ -14,6 +14,7 @@ from core.steps.ingest import ingest
 from db import mappings
 from db.models import Platform, PlatformCategory, Product, TaxonomyNode
 from db.session import get_sessionmaker, transaction, upgrade
+from tests.app.helpers import add_people
 
 MAP = ColumnMap.parse(["id=sku", "title=name", "levels=l1,l2,l3", "description=none", "brand=none", "image=none"])
 SHOP = [  # sku, title, master path
@@ -73,6 +74,7 @@ def make_world(folder: Path, *, suggest: bool = True, second: bool = True) -> Ma
     """A SQLite database with `shop` then (when `second`) `hm` ingested, and (when `suggest`) the SUGGESTED mappings."""
     url = f"sqlite:///{folder / 'mapping.db'}"
     upgrade(url)
+    add_people(url)  # the pages run signed in (run_page)
     ingest(write_csv(folder, "shop.csv", SHOP), platform="shop", db_url=url, mapping=MAP)
     if second:
         ingest(write_csv(folder, "hm.csv", HM), platform="hm", db_url=url, mapping=MAP)

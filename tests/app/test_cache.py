@@ -12,6 +12,7 @@ from db import actions
 from db import proposals as props
 from db.models import Product
 from db.session import get_sessionmaker, transaction
+from db.users import operator
 from tests.app.helpers import LEVELS, node_id
 
 NEW_TITLE = "Zebra Striped Velvet Test Slipper"
@@ -19,7 +20,7 @@ NEW_TITLE = "Zebra Striped Velvet Test Slipper"
 
 def perform(url: str, name: str, **kwargs) -> None:
     with transaction(get_sessionmaker(url)) as s:
-        actions.perform(s, name, actor="tester", **kwargs)
+        actions.perform(s, name, user=operator("tester"), **kwargs)
 
 
 def ingest_one_more(url: str, slice_path, node_path: str, tmp_path) -> int:

@@ -19,7 +19,8 @@ from db import platforms, repo
 from db import predictions as preds
 from db.models import Job, Label, Platform, Product
 from db.session import get_sessionmaker, transaction, upgrade
-from tests.app.helpers import run_page
+from tests.app.helpers import add_people, run_page
+from tests.app.shown import shown
 
 MONTH_1 = """sku,name,category,colour
 A1,Blue running shoe,Footwear >> Shoes,blue
@@ -53,6 +54,7 @@ def import_env(tmp_path, monkeypatch) -> str:
     """An empty, migrated SQLite database as DATABASE_URL, DATA_DIR in the test's folder; returns the URL."""
     url = f"sqlite:///{tmp_path / 'import.db'}"
     upgrade(url)
+    add_people(url)  # the page runs signed in (run_page)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     return url
@@ -350,7 +352,7 @@ def test_a_second_import_waits_for_the_running_one(import_env, tmp_path, no_spaw
     assert not at.exception, at.exception
     at.run()
     assert at.button(key="import_btn").disabled and len(no_spawn) == 1
-    assert "import job #1" in at.get("progress")[0].proto.text
+    assert "import job #1" in shown(at.get("progress")[0].proto.text)
 
 
 def test_a_file_changed_after_checking_fails_the_job_and_writes_nothing(import_env, tmp_path, no_spawn, stub_embed):
@@ -368,7 +370,7 @@ def test_a_file_changed_after_checking_fails_the_job_and_writes_nothing(import_e
         assert s.scalar(select(func.count(Product.id))) == 0 and platforms.column_map(s, platform="shop2") is None
     assert job.status == "failed" and "empty product id" in job.error and stub_embed == []
     at.run()
-    assert "failed: nothing was imported." in at.error[0].value
+    assert "failed: nothing was imported." in shown(at.error[0].value)
 
 
 # ---------------------------------------------------------------- the job's steps

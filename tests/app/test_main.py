@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.app.helpers import ROOT
+from tests.app.helpers import ROOT, signed_in
 
 
 def test_main_builds_navigation_and_renders_overview(app_env):
-    at = AppTest.from_file(ROOT / "app" / "main.py", default_timeout=60).run()
+    at = signed_in(AppTest.from_file(ROOT / "app" / "main.py", default_timeout=60)).run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Overview"
-    assert at.sidebar.text_input(key="actor").label.startswith("Your name")
+    sidebar = [t.value for t in at.sidebar.text]
+    assert sidebar[0] == "Signed in as merchandiser (admin)" and sidebar[1] == f"Database: {app_env}"  # no password in it

@@ -9,6 +9,7 @@ from db import predictions as preds
 from db.session import get_sessionmaker, transaction
 from tests.app.helpers import RIGHT_CONFIDENCE, WRONG_CONFIDENCE, run_page, served_csv, slice_paths
 from tests.app.mapping_data import HM, SHOP, make_world
+from tests.app.shown import shown
 
 
 def test_predictions_page_without_a_model_explains_what_to_do(app_env):
@@ -19,7 +20,7 @@ def test_predictions_page_without_a_model_explains_what_to_do(app_env):
 def test_predictions_page_metrics_follow_the_agreement_and_confidence_filters(with_predictions, tree):
     n = sum(tree.products(root) for root in tree.paths(1))  # every product of the slice, one of them misplaced
     at = run_page("predictions")
-    assert "late-fusion" in at.caption[0].value
+    assert "late-fusion" in shown(at.caption[0].value)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Products"] == f"{n:,}" and metrics["Agree with label"] == f"{(n - 1) / n:.1%}"
     assert metrics["Sent to stage 2"] == f"{1 / n:.1%}"

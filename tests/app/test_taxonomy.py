@@ -11,6 +11,7 @@ from db.models import AuditEvent, TaxonomyNode
 from db.session import get_sessionmaker, transaction
 from tests.app.helpers import external_ids, label_path, node_id, run_page, slice_paths
 from tests.app.mapping_data import SHOP, hm_products, make_world
+from tests.app.shown import shown
 
 
 def test_rename_with_confirmation_then_undo(app_env, tree):
@@ -80,7 +81,7 @@ def test_product_grid_shows_the_node_products(app_env, tree):
     leaf = tree.leaves()[0]
     at = run_page("taxonomy")
     at.selectbox(key="tax_node").set_value(node_id(app_env, leaf)).run()
-    captions = [c.value for c in at.caption]
+    captions = [shown(c.value) for c in at.caption]
     assert sum(leaf in c for c in captions) == min(tree.products(leaf), 18)
 
 

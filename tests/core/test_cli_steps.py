@@ -39,6 +39,7 @@ from db import proposals as props
 from db import review as db_review
 from db.models import Job, Label, ModelVersion, Prediction, Product, Proposal, ReviewItem, TaxonomyNode
 from db.session import alembic_config, get_sessionmaker, transaction
+from db.users import operator
 
 LEAVES = [
     "Apparel > Topwear > Shirts",
@@ -422,17 +423,42 @@ def test_discover_if_missing_stores_proposals_once(workspace):
     assert {external[int(i)] for i in node_map["product_ids"]} == shoes
 
 
-def test_discover_benchmark_scores_both_pipelines_against_the_hidden_leaves(workspace, tmp_path):
+def test_discover_stores_a_named_tree_and_any_level_of_it(workspace):
+    status, out = run_cli(["discover", "--node", SHOES, "--db", workspace])
+    assert status == 0
+    with session(workspace) as s:
+        node = repo.node_by_path(s, SHOES)
+        first = props.list_proposals(s, parent_node_id=node.id, status="open")
+    meta = json.loads((Path(os.environ["DATA_DIR"]) / "maps" / f"node-{node.id}.json").read_text())
+    tree = meta["tree"]
+    assert f"-> {len(first)} proposals" in out and 1 <= len(first) <= tree["default_k"]
+    for p in first:
+        assert {"level", "parts", "subgroups", "alternatives", "explanation"} <= set(p.scores)
+        assert p.suggested_names[0] == p.name and p.name[:1].isupper()
+    n_leaves = len(tree["leaf_ids"])
+    status, out = run_cli(["discover", "--node", SHOES, "--level", str(n_leaves), "--db", workspace])
+    with session(workspace) as s:
+        finer = props.list_proposals(s, parent_node_id=node.id, status="open")
+    assert status == 0 and f"{SHOES}: {len(finer)} open proposals" in out
+    assert sum(len(p.scores["level"]["tree_nodes"]) for p in finer) == n_leaves  # every leaf of the tree, once
+    assert sorted(m for p in finer for m in p.members) == sorted(m for p in first for m in p.members)
+
+
+def test_discover_benchmark_scores_three_methods_against_the_hidden_leaves(workspace, tmp_path):
     target = tmp_path / "discovery.json"
     status, out = run_cli(["discover", "--benchmark", "--node", SHOES, "--out", str(target), "--db", workspace])
     result = json.loads(target.read_text())
     assert status == 0 and result["n_products"] == 2 * PER_LEAF and set(result["hidden_types"]) == {"Heels", "Flats"}
-    assert len(result["runs"]) == 2
+    assert len(result["runs"]) == 3  # discovery, plain, BERTopic
     for name, run in result["runs"].items():
-        assert f"{name}: purity {run['purity']:.3f}, NMI {run['nmi']:.3f}, {run['n_clusters']} clusters" in out
-        # two hidden leaves of 40 products whose titles favour different words: one cluster (or a random split)
-        # has purity 0.5; 0.95 (discovery) and 0.97 (plain) measured; 0.75 is halfway to perfect
-        assert run["purity"] >= 0.75
+        hidden = run["hidden_level"]
+        assert f"{name} [hidden_level, {hidden['proposals']} proposals]: ARI {hidden['ari']:.3f}" in out
+        assert {"ari", "nmi", "purity", "share_unassigned", "name_accuracy", "proposals"} <= set(hidden) <= set(run["default"])
+        # two hidden leaves of 40 products whose titles favour different words: one group (or a random split)
+        # has purity 0.5; 0.75 is halfway to perfect
+        assert hidden["purity"] >= 0.75
+    for name in list(result["runs"])[:2]:  # the tree of discovery and of the plain pipeline is cut at the hidden count
+        assert result["runs"][name]["hidden_level"]["k"] == 2
     with session(workspace) as s:
         assert s.scalar(select(func.count(Proposal.id))) == 0  # scored in memory, nothing stored
 
@@ -556,7 +582,7 @@ def test_retrain_background_starts_a_job_process_that_completes(workspace, tmp_p
 def test_job_run_executes_a_queued_review_job(workspace):
     from core import jobs
 
-    job_id = jobs.start(workspace, kind="review", actor="ann", spawn=False)
+    job_id = jobs.start(workspace, kind="review", user=operator("ann"), spawn=False)
     status, _ = run_cli(["job", "run", str(job_id), "--db", workspace])
     with session(workspace) as s:
         job = s.get(Job, job_id)

@@ -33,6 +33,7 @@ from db import predictions as preds
 from db.models import Job, ModelVersion, Prediction, Product, TaxonomyNode
 from db.repo import CurationError
 from db.session import transaction
+from db.users import operator
 from tests.core.conftest import quiet
 from tests.core.test_cli_steps import LEAVES, MAPPING, PER_LEAF, STAND_INS, child_pythonpath, make_catalogue
 from tests.core.test_cli_steps import install_in_child as install_stand_ins
@@ -72,17 +73,17 @@ def level3_predictions(factory, version_id: int) -> dict[str, str]:
 
 
 def test_only_one_job_of_a_kind_at_a_time(factory, db_url):
-    first = jobs.start(db_url, kind="retrain", actor="ann", spawn=False)
+    first = jobs.start(db_url, kind="retrain", user=operator("ann"), spawn=False)
     with pytest.raises(CurationError, match=f"#{first}.*already running"):
-        jobs.start(db_url, kind="retrain", actor="bob", spawn=False)
-    other_kind = jobs.start(db_url, kind="review", actor="bob", spawn=False)
+        jobs.start(db_url, kind="retrain", user=operator("bob"), spawn=False)
+    other_kind = jobs.start(db_url, kind="review", user=operator("bob"), spawn=False)
     with factory() as s:
         assert s.scalar(select(func.count(Job.id))) == 2 and s.get(Job, other_kind).params["actor"] == "bob"
     with transaction(factory) as s:
         db_jobs.finish(s, job_id=first)
-    assert jobs.start(db_url, kind="retrain", actor="bob", spawn=False) > first
+    assert jobs.start(db_url, kind="retrain", user=operator("bob"), spawn=False) > first
     with pytest.raises(ValueError, match="unknown job kind"):
-        jobs.start(db_url, kind="mine bitcoin", actor="x", spawn=False)
+        jobs.start(db_url, kind="mine bitcoin", user=operator("x"), spawn=False)
 
 
 def test_run_job_records_progress_log_and_result(factory, db_url):
@@ -91,7 +92,7 @@ def test_run_job_records_progress_log_and_result(factory, db_url):
         progress("train", 3, 6)
         return {"model_version_id": 7}
 
-    job_id = jobs.start(db_url, kind="retrain", actor="ann", spawn=False)
+    job_id = jobs.start(db_url, kind="retrain", user=operator("ann"), spawn=False)
     assert jobs.run_job(db_url, job_id, runners={"retrain": runner})
     with factory() as s:
         job = s.get(Job, job_id)
@@ -105,19 +106,19 @@ def test_a_failing_job_is_marked_failed_with_its_error(factory, db_url):
         progress("train", 1, 2)
         raise ValueError("the taxonomy has no products")
 
-    job_id = jobs.start(db_url, kind="retrain", actor="ann", spawn=False)
+    job_id = jobs.start(db_url, kind="retrain", user=operator("ann"), spawn=False)
     assert not jobs.run_job(db_url, job_id, runners={"retrain": runner})
     with factory() as s:
         job = s.get(Job, job_id)
         assert job.status == "failed" and "ValueError: the taxonomy has no products" in job.error
         assert job.progress == pytest.approx(0.1 + 0.8 * 0.5)  # where it stopped
-    assert jobs.start(db_url, kind="retrain", actor="ann", spawn=False) > job_id  # a failed job does not block
+    assert jobs.start(db_url, kind="retrain", user=operator("ann"), spawn=False) > job_id  # a failed job does not block
 
 
 def test_reap_marks_a_job_whose_process_died_as_failed(factory, db_url):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    job_id = jobs.start(db_url, kind="retrain", actor="ann", spawn=False)
+    job_id = jobs.start(db_url, kind="retrain", user=operator("ann"), spawn=False)
     with transaction(factory) as s:
         db_jobs.claim(s, job_id=job_id, pid=dead.pid)
     with transaction(factory) as s:
@@ -169,7 +170,7 @@ def test_a_failed_retrain_leaves_the_previous_version_active(stand_in_db, factor
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr("core.classify.bundle.fit_model", broken)  # where the model set is fitted
-    job_id = jobs.start(url, kind="retrain", actor="ann", spawn=False)
+    job_id = jobs.start(url, kind="retrain", user=operator("ann"), spawn=False)
     assert not jobs.run_job(url, job_id)
     with factory() as s:
         assert preds.active_model_version(s).id == first
@@ -266,7 +267,7 @@ def test_a_retrain_killed_after_it_made_progress_changes_nothing_and_is_reaped(
     monkeypatch.setenv("PYTHONPATH", child_pythonpath(tmp_path, module=__name__))  # stand-ins and the pause
     monkeypatch.setenv("CURATOR_TEST_PAUSE_AT", point)
     monkeypatch.setenv("CURATOR_TEST_PAUSED", str(paused))
-    job_id = jobs.start(url, kind="retrain", actor="ann", spawn=False)
+    job_id = jobs.start(url, kind="retrain", user=operator("ann"), spawn=False)
     process = jobs.launch(url, job_id)  # a real `python -m core job run ID` process, as the Retrain button starts it
     try:
         needed = ["tfidf projection:", "title-photo aligner:"]  # training steps past "features"
@@ -289,7 +290,7 @@ def test_a_retrain_killed_after_it_made_progress_changes_nothing_and_is_reaped(
     if point != "training":  # the killed retrain had written a folder: on disk, referenced by no version
         (written,) = folders - {Path(first_artifact)}
         assert (written / "manifest.json").exists() == (point == "storing")
-    next_job = jobs.start(url, kind="retrain", actor="bob", spawn=False)  # the next start reaps the dead one
+    next_job = jobs.start(url, kind="retrain", user=operator("bob"), spawn=False)  # the next start reaps the dead one
     with factory() as s:
         job = s.get(Job, job_id)
         assert job.status == "failed" and f"pid {process.pid}" in job.error and "ended without finishing" in job.error
@@ -305,8 +306,8 @@ def test_a_retrain_killed_after_it_made_progress_changes_nothing_and_is_reaped(
 def test_reap_uses_the_heartbeat_for_other_hosts_and_fails_jobs_that_never_started(factory, db_url):
     from datetime import UTC, datetime, timedelta
 
-    running = jobs.start(db_url, kind="retrain", actor="ann", spawn=False)
-    queued = jobs.start(db_url, kind="review", actor="ann", spawn=False)
+    running = jobs.start(db_url, kind="retrain", user=operator("ann"), spawn=False)
+    queued = jobs.start(db_url, kind="review", user=operator("ann"), spawn=False)
     with transaction(factory) as s:
         job = db_jobs.claim(s, job_id=running, pid=os.getpid())  # alive here, but pretend it runs elsewhere
         job.host = "another-host"
@@ -328,7 +329,7 @@ def test_a_job_whose_process_cannot_start_is_failed_at_once(factory, db_url, mon
 
     monkeypatch.setattr("core.jobs.launch", broken)
     with pytest.raises(OSError):
-        jobs.start(db_url, kind="retrain", actor="ann")
+        jobs.start(db_url, kind="retrain", user=operator("ann"))
     with factory() as s:
         job = s.scalars(select(Job)).one()
         assert job.status == "failed" and "no such interpreter" in job.error

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from db.models import AuditEvent, CategoryMapping, Label, PlatformCategory, StandardMapping, TaxonomyNode
+from db.users import operator
 from tests.core import test_cli_steps as cli_steps
 from tests.core.test_cli_steps import LEAVES, leaf_words, run_cli, session
 
@@ -145,7 +146,7 @@ def test_the_feed_gives_each_product_the_google_category_of_its_node_or_nearest_
             actions.perform(
                 t,
                 "decide_standard",
-                actor="ana",
+                user=operator("ana"),
                 standard="google",
                 node_id=events[1].after["node_id"],
                 category_id=events[1].after["category_id"],

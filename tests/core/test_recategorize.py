@@ -107,14 +107,18 @@ def test_discover_stores_open_proposals_under_the_node(shoes_db):
 
 def test_benchmark_scores_both_pipelines_against_the_hidden_level(shoes_db):
     url, n = shoes_db
-    result = benchmark(url, node_path="Footwear > Shoes")
-    assert result["n_products"] == n and set(result["hidden_types"]) >= {"Heels", "Flats", "Casual Shoes"}
+    result = benchmark(url, node_path="Footwear > Shoes", bertopic=False)  # BERTopic: tests/core/test_cli_steps.py
+    hidden = result["hidden_types"]
+    assert result["n_products"] == n and set(hidden) >= {"Heels", "Flats", "Casual Shoes"}
     assert result["settings"]["max_unassigned"] == 0.2 and result["settings"]["min_cluster_size"] == 10
-    left_out = result["runs"]["discovery (SimCLR + UMAP + cascade)"]["unclear_left_out"]
-    assert sum(c["size"] for c in left_out) <= 0.2 * n
-    assert result["runs"]["plain (UMAP + HDBSCAN, raw embeddings)"]["unclear_left_out"] == []
+    assert sorted(result["runs"]) == ["discovery (SimCLR + UMAP + cascade + tree)", "plain (UMAP + HDBSCAN + the same tree)"]
     for run in result["runs"].values():
-        assert 0.0 < run["purity"] <= 1.0 and 0.0 <= run["share_unassigned"] < 1.0 and run["n_clusters"] >= 1
+        leaves, default, level = run["leaves"], run["default"], run["hidden_level"]
+        assert 0.0 < leaves["purity"] <= 1.0 and 0.0 <= leaves["share_unassigned"] < 1.0 and leaves["n_clusters"] >= 1
+        assert 1 <= default["proposals"] <= leaves["n_clusters"]
+        assert level["k"] == len(hidden) and -1.0 <= level["ari"] <= 1.0 and 0.0 <= level["nmi"] <= 1.0
+    discovery = result["runs"]["discovery (SimCLR + UMAP + cascade + tree)"]
+    assert discovery["leaves"]["share_unassigned"] <= 0.2 + 1e-9  # the cascade's cap on what it leaves out
 
 
 def test_discover_command_options_reach_the_pipeline():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from db import actions, repo, review, standards
+from db import actions, repo, review, standards, users
 from db import mappings as maps
 from db import predictions as preds
 from db import proposals as props
@@ -32,6 +32,7 @@ from db.models import (
 )
 from db.repo import CurationError
 from db.session import transaction
+from db.users import operator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,15 +86,29 @@ def _suggestion(category_id: int, node_id: int) -> dict:
 
 def _confirmed_first(s, w):
     """The `reject_mapping` scenario: a confirmed mapping (its products labelled) to mark as having no equivalent."""
-    actions.perform(s, "confirm_mapping", actor="prep", category_id=w["other_category"])
+    actions.perform(s, "confirm_mapping", user=operator("prep"), category_id=w["other_category"])
     return {"category_id": w["other_category"], "no_equivalent": True}
+
+
+def _no_equivalent_first(s, w):
+    """The `propose_category` scenario: the other platform's category marked as having no master equivalent."""
+    actions.perform(s, "reject_mapping", user=operator("prep"), category_id=w["other_category"], no_equivalent=True)
+    return {"category_id": w["other_category"], "parent_node_id": w["Footwear"]}
 
 
 def _relabel_first(s, w):
     """The `undo` scenario: a relabel to undo (performed in the preparation, so only its undo is measured)."""
-    actions.perform(s, "relabel_product", actor="prep", product_id=w["p1"], node_id=w["sports"])
+    actions.perform(s, "relabel_product", user=operator("prep"), product_id=w["p1"], node_id=w["sports"])
     s.flush()
     return {"event_id": s.scalar(select(func.max(AuditEvent.id)))}
+
+
+def _a_user(s, *, disabled: bool = False, **more) -> dict:
+    """The user-management scenarios: a viewer zoe (disabled when asked) to act on; `more` are the action's own arguments."""
+    users.add_user(s, actor="prep", name="zoe", password="zoe's passphrase", role="viewer")
+    if disabled:
+        users.disable_user(s, actor="prep", name="zoe")
+    return {"name": "zoe", **more}
 
 
 # one way to perform each registered action on `world`: (session, world) -> the action's keyword arguments
@@ -122,7 +137,13 @@ SCENARIOS = {
         ],
     },
     "suggest_mappings": lambda s, w: {"platform": "other", "suggestions": [_suggestion(w["other_category"], w["tops"])]},
+    "propose_category": _no_equivalent_first,
     "undo": _relabel_first,
+    "add_user": lambda s, w: {"name": "zoe", "password": "zoe's passphrase", "role": "viewer"},
+    "disable_user": lambda s, w: _a_user(s),
+    "enable_user": lambda s, w: _a_user(s, disabled=True),
+    "set_password": lambda s, w: _a_user(s, password="a new passphrase"),
+    "change_role": lambda s, w: _a_user(s, role="curator"),
 }
 PERFORMED = [name for name, action in ACTIONS.items() if action.function is not None]
 
@@ -190,7 +211,7 @@ def test_each_action_writes_its_audit_name_and_is_undone_by_its_handler(factory,
         kwargs = SCENARIOS[name](s, world)
     before, paths, version = state(factory), product_paths(factory), taxonomy_version(factory)
     with transaction(factory) as s:
-        actions.perform(s, name, actor="tester", **kwargs)
+        actions.perform(s, name, user=operator("tester"), **kwargs)
     event = last_event(factory)
     assert (event.action, event.actor) == (name, "tester")
     assert taxonomy_version(factory) == version + action.structural
@@ -214,9 +235,9 @@ def test_each_action_writes_its_audit_name_and_is_undone_by_its_handler(factory,
 def test_perform_refuses_unknown_actions_and_those_a_core_step_records(factory):
     with transaction(factory) as s:
         with pytest.raises(CurationError, match="Unknown action 'review_decide'"):
-            actions.perform(s, "review_decide", actor="t", item_id=1, decision="accept")
+            actions.perform(s, "review_decide", user=operator("t"), item_id=1, decision="accept")
         with pytest.raises(CurationError, match="a core step records it"):
-            actions.perform(s, "ingest", actor="t")
+            actions.perform(s, "ingest", user=operator("t"))
 
 
 def test_an_action_says_how_it_is_undone_or_why_not():

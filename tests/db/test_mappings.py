@@ -14,6 +14,7 @@ from db import actions, mappings, repo
 from db.models import AuditEvent, CategoryMapping, Label, Platform, PlatformCategory, Product, TaxonomyNode
 from db.repo import CurationError
 from db.session import transaction
+from db.users import operator
 
 MAP = ColumnMap.parse(["id=sku", "title=name", "path=category", "description=none", "brand=none", "image=none"])
 MASTER = (
@@ -94,7 +95,7 @@ def test_confirming_a_mapping_labels_its_products_and_undo_removes_them(factory,
         actions.perform(
             s,
             "confirm_mapping",
-            actor="ana",
+            user=operator("ana"),
             category_id=cats["Garment Upper body > T-shirt"],
             node_id=nodes["Apparel > Topwear > Tshirts"],
         )
@@ -157,7 +158,9 @@ def test_a_persons_label_wins_over_a_mapping_label(factory, two_platforms):
         mappings.confirm_mapping(
             s, category_id=cats["Garment Upper body > T-shirt"], node_id=nodes["Apparel > Topwear > Tshirts"], actor="ana"
         )
-        actions.perform(s, "relabel_product", actor="bo", product_id=pids["H1"], node_id=nodes["Apparel > Topwear > Shirts"])
+        actions.perform(
+            s, "relabel_product", user=operator("bo"), product_id=pids["H1"], node_id=nodes["Apparel > Topwear > Shirts"]
+        )
     with factory() as s:
         assert repo.product_label(s, pids["H1"]) == (s.get(TaxonomyNode, nodes["Apparel > Topwear > Shirts"]), "human")
         assert repo.product_label(s, pids["H2"])[1] == "mapping"
@@ -177,7 +180,7 @@ def test_bulk_confirm_takes_only_suggestions_above_the_threshold_and_undoes_as_o
             "kept": 0,
         }
     with transaction(factory) as s:
-        assert actions.perform(s, "bulk_confirm_mappings", actor="ana", platform="hm", min_confidence=0.75) == 2
+        assert actions.perform(s, "bulk_confirm_mappings", user=operator("ana"), platform="hm", min_confidence=0.75) == 2
     assert labels_of(factory) == {
         "H1": "Apparel > Topwear > Tshirts",
         "H2": "Apparel > Topwear > Tshirts",
@@ -223,7 +226,7 @@ def test_no_equivalent_removes_the_labels_and_wrong_decisions_are_refused(factor
         actions.perform(
             s,
             "retire_node",
-            actor="ana",
+            user=operator("ana"),
             node_id=nodes["Footwear > Shoes > Casual Shoes"],
             target_id=nodes["Footwear > Shoes > Sports Shoes"],
         )

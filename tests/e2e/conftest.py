@@ -42,6 +42,8 @@ ADDRESS = "127.0.0.1"
 SERVED = re.compile(rf"URL: (http://{re.escape(ADDRESS)}:[1-9]\d*)")  # what `streamlit run` prints once it listens
 RUN_TIMEOUT_MS = 60_000  # one script run of a page (the first one of a page loads its caches)
 EXPECT_TIMEOUT_MS = 15_000  # an `expect` after a settled run (Playwright's default is 5 s: tight on a loaded machine)
+# the first admin the app makes at its first start (CURATOR_ADMIN_USER / _PASSWORD): every AppPage signs in as them
+ADMIN = ("e2e-admin", "e2e admin passphrase")
 
 
 def streamlit_cmd() -> list[str]:
@@ -155,19 +157,30 @@ class AppPage:
     def __init__(self, page, url: str):
         self.page, self.url, self.ws = page, url, None
 
-    def open(self, path: str = "") -> None:
-        """Load a page of the app and wait for its first run to end (the DOM says 'initial' until one starts)."""
+    def open(self, path: str = "", *, sign_in: tuple[str, str] | None = ADMIN) -> None:
+        """Load a page of the app and wait for its first run to end (the DOM says 'initial' until one starts); a new
+        browser session, so it signs in (as `sign_in`; None: stay at the sign-in form)."""
         with self.page.expect_websocket() as ws:
             self.page.goto(f"{self.url}/{path}")
         self.ws = ws.value
         self.settle()
+        if sign_in:
+            self.sign_in(*sign_in)
 
     def reload(self) -> None:
-        """A new browser session on the same page."""
+        """A new browser session on the same page (signed in again)."""
         with self.page.expect_websocket() as ws:
             self.page.reload()
         self.ws = ws.value
         self.settle()
+        self.sign_in(*ADMIN)
+
+    def sign_in(self, name: str, password: str) -> None:
+        """Fill in and submit the sign-in form; then the page asked for runs (or the form says why not)."""
+        self.page.get_by_role("textbox", name="Name").fill(name)
+        self.page.get_by_role("textbox", name="Password").fill(password)
+        with self.rerun():
+            self.page.get_by_role("button", name="Sign in").click()
 
     @contextmanager
     def rerun(self, timeout: float = RUN_TIMEOUT_MS) -> Iterator[None]:
@@ -231,7 +244,8 @@ def app_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(app_db, app_data_dir):
     """`streamlit run app/main.py` against `app_db`, on the port it picked; yields its URL."""
-    app = start_app({**os.environ, "DATABASE_URL": app_db, "DATA_DIR": str(app_data_dir)})
+    env = {"DATABASE_URL": app_db, "DATA_DIR": str(app_data_dir)}
+    app = start_app({**os.environ, **env, "CURATOR_ADMIN_USER": ADMIN[0], "CURATOR_ADMIN_PASSWORD": ADMIN[1]})
     try:
         yield app.url
     finally:

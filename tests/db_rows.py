@@ -1,0 +1,33 @@
+"""Every row of every table of a database (the models' tables and alembic_version), for before/after comparisons."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, text
+
+from db.models import Base
+from db.session import get_engine
+
+
+def table_names() -> list[str]:
+    """The models' tables, plus Alembic's own."""
+    return [t.name for t in Base.metadata.sorted_tables] + ["alembic_version"]
+
+
+def table_rows(url: str) -> dict[str, list[tuple]]:
+    """{table: its rows as tuples of values, in primary-key order (all columns otherwise)}; JSON compared as
+    read back, datetimes as stored."""
+    engine = get_engine(url)
+    out: dict[str, list[tuple]] = {}
+    with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
+        for name in table_names():
+            if name not in present:
+                out[name] = ["<missing>"]
+                continue
+            table = Base.metadata.tables.get(name)
+            if table is None:
+                out[name] = [tuple(r) for r in conn.execute(text(f"SELECT * FROM {name} ORDER BY 1"))]
+                continue
+            order = list(table.primary_key.columns) or list(table.columns)
+            out[name] = [tuple(r) for r in conn.execute(table.select().order_by(*order))]
+    return out
