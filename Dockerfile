@@ -41,5 +41,6 @@ VOLUME ["/data"]
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s CMD curl -fs http://localhost:8501/_stcore/health || exit 1
 
-# Migrate, ingest the mounted catalogue when there is one (idempotent: seconds when unchanged), serve.
-CMD ["sh", "-c", "python -m core db upgrade && if [ -e \"$CATALOG_DIR\" ]; then python -m core ingest --catalog \"$CATALOG_DIR\"; fi && exec streamlit run app/main.py --server.port 8501 --server.address 0.0.0.0 --server.headless true --browser.gatherUsageStats false"]
+# Migrate, ingest the mounted catalogue when there is one (idempotent: seconds when unchanged), make the first admin
+# when none exists (its generated password is printed once, in the container's log), serve behind the sign-in.
+CMD ["sh", "-c", "python -m core db upgrade && if [ -e \"$CATALOG_DIR\" ]; then python -m core ingest --catalog \"$CATALOG_DIR\"; fi && python -m core users first-admin && exec streamlit run app/main.py --server.port 8501 --server.address 0.0.0.0 --server.headless true --browser.gatherUsageStats false"]

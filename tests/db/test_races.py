@@ -18,7 +18,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import sys
 import traceback
+import types
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,8 +51,8 @@ PRODUCTS = {"p1": "casual", "p2": "casual", "p3": "sports", "p4": "flips", "p5":
 def _act(url: str, task: dict[str, Any], barrier) -> tuple[str, str]:
     """One action in its own transaction after the barrier: ("ok" | "refused" | "error", detail)."""
     factory = get_sessionmaker(url)
-    barrier.wait(BARRIER_S)
     try:
+        barrier.wait(BARRIER_S)
         if task["name"] == "start_job":  # two Retrain buttons pressed at once
             from core import jobs
 
@@ -79,8 +81,15 @@ def workers():
     barrier = ctx.Barrier(2)
     pipes = [(ctx.Queue(), ctx.Queue()) for _ in range(2)]
     procs = [ctx.Process(target=_worker, args=(inbox, outbox, barrier), daemon=True) for inbox, outbox in pipes]
-    for proc in procs:
-        proc.start()
+    # a spawned child re-runs the parent's __main__ script first; after an AppTest run in this process that is a page
+    # script (it crashed the children in the full suite), so the children start from an empty __main__ instead
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        sys.modules["__main__"] = main
 
     def run(url: str, *tasks: dict[str, Any]) -> list[tuple[str, str]]:
         for (inbox, _), task in zip(pipes, tasks, strict=True):
