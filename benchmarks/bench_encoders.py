@@ -69,7 +69,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"mean": round(float(cos.mean()), 6), "min": round(float(cos.min()), 6)}
 
 
-def one_backend(name: str, slices: dict[str, Path], work: Path, texts: list[str], photos: list[str], ref: dict) -> dict:
+def one_backend(
+    name: str, slices: dict[str, Path], work: Path, texts: list[str], photos: list[str], ref: dict, *, speed_only: bool
+) -> dict:
     os.environ[onnx_backend.BACKEND_ENV] = name
     data = work / name / "data"
     data.mkdir(parents=True)
@@ -84,6 +86,8 @@ def one_backend(name: str, slices: dict[str, Path], work: Path, texts: list[str]
             "cosine_to_torch": cosine(vectors, ref[modality]),
         }
         print(name, modality, row[modality], flush=True)
+    if speed_only:
+        return row
     db = work / name / "classify.db"
     shutil.copy(slices["classify"], db)
     url = f"sqlite:///{db}"
@@ -96,9 +100,15 @@ def one_backend(name: str, slices: dict[str, Path], work: Path, texts: list[str]
     with get_sessionmaker(url)() as s:
         row["hf1"] = round(s.get(ModelVersion, version_id).metrics["hf1"], 4)
     shutil.copy(slices["discover"], work / name / "discover.db")
-    found = discovery_benchmark(f"sqlite:///{work / name / 'discover.db'}", node_path="Footwear > Shoes", choice=EncoderChoice())
-    run = found["runs"]["discovery (SimCLR + UMAP + cascade)"]
-    row["discovery"] = {k: run[k] for k in ("purity", "nmi", "unassigned") if k in run}
+    found = discovery_benchmark(
+        f"sqlite:///{work / name / 'discover.db'}", node_path="Footwear > Shoes", bertopic=False, choice=EncoderChoice()
+    )
+    run = next(r for key, r in found["runs"].items() if key.startswith("discovery"))
+    row["discovery"] = {
+        "purity": run["leaves"]["purity"],
+        "unassigned": run["leaves"]["share_unassigned"],
+        "ari_at_hidden_types": run["hidden_level"]["ari"],
+    }
     print(name, "hF1", row["hf1"], "discovery", row["discovery"], flush=True)
     return row
 
@@ -111,6 +121,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=3000)
     parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--shoes", type=int, default=1500)
+    parser.add_argument("--speed-only", action="store_true", help="items/s and cosine only: no train, no discovery")
     args = parser.parse_args()
     frame = pd.read_parquet(config.catalog_dir() / "products.parquet")
     classify = keep_photos(stratified_slice(frame, n=args.products, min_per_leaf=10, seed=0), n_photos=args.photos, seed=0)
@@ -131,11 +142,11 @@ def main() -> None:
             )
         ]
     ref: dict = {}
-    rows = [one_backend(name, slices, work, texts, photos, ref) for name in BACKENDS]
+    rows = [one_backend(name, slices, work, texts, photos, ref, speed_only=args.speed_only) for name in BACKENDS]
     result = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
-        "command": "python -m benchmarks.bench_encoders",
+        "command": "python -m benchmarks.bench_encoders" + (" --speed-only" if args.speed_only else ""),
         "slice": {
             "products": len(texts),
             "photos": len(photos),
