@@ -74,7 +74,7 @@ def current_user() -> users.Identity | None:
 
 def has_role(user: users.Identity | None, role: str) -> bool:
     """Whether `user` holds `role` or a higher one (viewer < curator < admin)."""
-    return user is not None and actions.ROLES.index(user.role) >= actions.ROLES.index(role)
+    return actions.holds(user.role if user else None, role)
 
 
 def _role_now() -> str | None:
@@ -86,14 +86,12 @@ def _role_now() -> str | None:
 def may(action: str) -> bool:
     """Whether the signed-in user may perform the registered action `action` (to disable its button; the registry
     refuses it anyway)."""
-    role = _role_now()
-    return role is not None and actions.ROLES.index(role) >= actions.ROLES.index(actions.get(action).role)
+    return actions.holds(_role_now(), actions.get(action).role)
 
 
 def may_start(kind: str) -> bool:
     """Whether the signed-in user may start a background job of `kind` (db.actions.JOB_ROLES)."""
-    role = _role_now()
-    return role is not None and actions.ROLES.index(role) >= actions.ROLES.index(actions.JOB_ROLES[kind])
+    return actions.holds(_role_now(), actions.JOB_ROLES.get(kind, "admin"))
 
 
 def _check(name: str, password: str) -> users.SignIn:
@@ -138,9 +136,4 @@ def first_admin(env: dict[str, str] | None = None) -> None:
         return
     log.warning("No enabled admin existed: made admin %r.", made.name)
     if made.password:
-        print(
-            f"\n  First sign-in: user {made.name!r}, password {made.password}\n"
-            "  (shown once, stored only as a hash; change it with `python -m core users passwd "
-            f"{made.name}`)\n",
-            flush=True,
-        )
+        print(users.first_sign_in(made), flush=True)

@@ -672,8 +672,7 @@ def _first_admin(factory) -> int:
     if made is None:
         print("users first-admin: an enabled admin exists; nothing to do")
     elif made.password:
-        print(f"\n  First sign-in: user {made.name!r}, password {made.password}")
-        print(f"  (shown once, stored only as a hash; change it with `python -m core users passwd {made.name}`)\n")
+        print(users.first_sign_in(made))
     else:
         print(f"users first-admin: made admin {made.name!r} with the password of CURATOR_ADMIN_PASSWORD")
     return 0

@@ -207,10 +207,15 @@ def _article(role: str) -> str:
     return f"an {role}" if role[0] in "aeiou" else f"a {role}"
 
 
+def holds(have: str | None, needed: str) -> bool:
+    """Whether the role `have` is `needed` or ranks above it (viewer < curator < admin); None holds nothing."""
+    return have is not None and ROLES.index(have) >= ROLES.index(needed)
+
+
 def authorize(session: Session, user: users.Identity, role: str, what: str) -> None:
     """Refuse (CurationError, before anything is written) unless `user` now holds `role` or a higher one."""
     have = users.current_role(session, user)
-    if ROLES.index(have) < ROLES.index(role):
+    if not holds(have, role):
         raise CurationError(f"{what} needs the {role} role; you are {_article(have)}.")
 
 

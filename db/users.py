@@ -245,6 +245,14 @@ class FirstAdmin:
     password: str | None
 
 
+def first_sign_in(made: FirstAdmin) -> str:
+    """What the console shows, once, of a generated first admin (the app's server and `users first-admin` alike)."""
+    return (
+        f"\n  First sign-in: user {made.name!r}, password {made.password}\n"
+        f"  (shown once, stored only as a hash; change it with `python -m core users passwd {made.name}`)\n"
+    )
+
+
 def ensure_first_admin(session: Session, env: Mapping[str, str] | None = None) -> FirstAdmin | None:
     """When no enabled admin exists, make one: `CURATOR_ADMIN_USER` (default "admin") with `CURATOR_ADMIN_PASSWORD`,
     or with a random password returned for the caller to show once (it is stored only as a hash). None when an
