@@ -1,5 +1,6 @@
 # Taxonomy Curator. The two commands of the README, and the lint CI runs first:
-#   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict (cached), serve :8501 while discover/map/review fill in
+#   make run    install into .venv, ingest $(CATALOG_DIR), embed/train/predict (each skipped when unchanged since the last
+#               start: `core start`, one process), serve :8501 while discover/map/review fill in
 #   make test   install what the tests need (venv, Chromium, PostgreSQL), start PostgreSQL, run the suite
 #   make lint   ruff, and the import-linter layering contracts of pyproject.toml
 PYTHON ?= python3
@@ -12,7 +13,9 @@ PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 export CATALOG_DIR
 
-.PHONY: install system-deps run ingest models fill-in serve test lint bench clean
+STREAMLIT = $(BIN)/streamlit run app/main.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+.PHONY: install system-deps run start ingest models fill-in serve test lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,9 +44,15 @@ fill-in: models  # discovery (Footwear > Shoes), the catalogue map and label sco
 
 serve: install
 	$(BIN)/python -m core users first-admin
-	$(BIN)/streamlit run app/main.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(STREAMLIT)
 
-run: fill-in serve
+# upgrade, ingest, embed, train, predict in one process, each skipped when its inputs are unchanged since the last start
+# (core/steps/start.py); the fill-in job unless it has nothing to do; the first admin
+start: install
+	$(BIN)/python -m core start --catalog "$(CATALOG_DIR)"
+
+run: start
+	$(STREAMLIT)
 
 test: install system-deps
 	TEST_DATABASE_URL=$$(bash .ci/pg-start) $(BIN)/python -m pytest $(PYTEST_ARGS)

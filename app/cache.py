@@ -12,7 +12,8 @@ import streamlit as st
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.prediction_view import prediction_frame
+from app import clusters_view
+from app.prediction_view import filter_predictions, prediction_frame, to_csv
 from app.scatter import group_names, scatter_groups
 from core import config
 from core.embed.choice import EncoderChoice, chosen_encoders
@@ -107,6 +108,32 @@ def predictions():
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
+def _prediction_csv(url: str, version: tuple[int, int], key: tuple, filters: tuple) -> bytes:
+    _, df = _predictions(url, version, key)
+    return to_csv(filter_predictions(df, **dict(filters)) if not df.empty else df)
+
+
+def prediction_csv(**filters: Any) -> bytes:
+    """The active model's predictions filtered by `filters` (`app.prediction_view.filter_predictions`'s keywords)
+    as the export's CSV; cached by the data, the stored predictions and the filters (a page run does not rebuild it)."""
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list | tuple) else v) for k, v in filters.items()))
+    return _prediction_csv(db_url(), data_version(), model_key(), frozen)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _node_products(url: str, version: tuple[int, int], node_id: int, limit: int, offset: int) -> list[dict[str, Any]]:
+    with _factory(url)() as s:
+        products, _ = repo.products_in_node(s, node_id=node_id, limit=limit, offset=offset)
+        return repo.product_cards(s, product_ids=[p.id for p in products])
+
+
+def node_products(node_id: int, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Cards of a page of the products in a category or below it, those with a photo first (`db.repo.products_in_node`);
+    cached until the data changes (any audited action or ingest)."""
+    return _node_products(db_url(), data_version(), node_id, limit, offset)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
 def _proposal_parents(url: str, version: tuple[int, int], proposals: tuple[int, int]) -> dict[int, str]:
     with _factory(url)() as s:
         ids = sorted({p.parent_node_id for p in props.list_proposals(s)})
@@ -119,13 +146,15 @@ def proposal_parents() -> dict[int, str]:
 
 
 def proposals(parent_id: int) -> list[dict[str, Any]]:
-    """The proposals under `parent_id` as plain dicts (not cached: a decision shows at once)."""
+    """The proposals under `parent_id` as plain dicts, those set aside by another level ("superseded") left out
+    (not cached: a decision shows at once)."""
     with factory()() as s:
         return [
             {
                 "id": p.id,
                 "name": p.name,
                 "status": p.status,
+                "run_key": p.run_key,
                 "members": list(p.members),
                 "suggested_names": p.suggested_names,
                 "scores": {k: v for k, v in p.scores.items() if k != "coords"},
@@ -133,7 +162,67 @@ def proposals(parent_id: int) -> list[dict[str, Any]]:
                 "version": p.version,  # what an action on it states it saw (`expected_version`)
             }
             for p in props.list_proposals(s, parent_node_id=parent_id)
+            if p.status != "superseded"
         ]
+
+
+def edited_proposals(proposal_ids: list[int]) -> dict[int, str]:
+    """{proposal id: last action} of those renamed, merged or moved out of since their run (not cached)."""
+    with factory()() as s:
+        return props.edited_proposals(s, proposal_ids)
+
+
+def _map_mtime(slug: str) -> float:
+    path = map_file(slug)
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _node_tree(slug: str, mtime: float) -> dict[str, Any] | None:
+    data = load_map(slug)
+    return clusters_view.map_tree(data["meta"]) if data is not None else None
+
+
+def node_tree(slug: str) -> dict[str, Any] | None:
+    """The named discovery tree of the node map `slug` (`app.clusters_view.map_tree`; cached until the map changes)."""
+    return _node_tree(slug, _map_mtime(slug))
+
+
+@st.cache_data(show_spinner="Loading the map...", max_entries=32)
+def _level_scatter(slug: str, k: int, mtime: float) -> dict[str, Any] | None:
+    data = load_map(slug)
+    tree = clusters_view.map_tree(data["meta"]) if data is not None else None
+    if tree is None or str(k) not in tree["levels"]:
+        return None
+    ids = data["product_ids"]
+    names = clusters_view.level_names(tree, k, data["clusters"])
+    return {"groups": scatter_groups(ids, data["xy"], names, max_groups=100), "meta": data["meta"], "n": len(ids)}
+
+
+def level_scatter(slug: str, k: int) -> dict[str, Any] | None:
+    """Traces of the node map `slug` coloured by the groups of level `k` of its tree, from the map file alone (its
+    leaves and tree: no discovery, no database); None without a tree. Cached until the map changes."""
+    return _level_scatter(slug, int(k), _map_mtime(slug))
+
+
+@st.cache_resource(show_spinner="Reading the node's discovery run...", max_entries=2)
+def _level_source(url: str, node_id: int, run_key: str, encoders: tuple[str, str | None]) -> clusters_view.LevelSource:
+    return clusters_view.level_source(url, node_id, choice=EncoderChoice(*encoders))
+
+
+@st.cache_data(show_spinner="Naming and explaining the level's groups...", max_entries=16)
+def _level_proposals(url: str, node_id: int, run_key: str, k: int, encoders: tuple[str, str | None]) -> dict[str, Any]:
+    return clusters_view.build_level(_level_source(url, node_id, run_key, encoders), k)
+
+
+def level_proposals(node_id: int, k: int) -> dict[str, Any]:
+    """What the "choose_level" action stores for level `k` of the node's tree (`app.clusters_view.build_level`),
+    cached by (node, the map's discovery run, k, encoders); the run's features, tree and names are read once per
+    run (`_level_source`), so another level costs only its naming and explanations."""
+    saved = load_map(slug_for(node_id))
+    run_key = saved["meta"].get("run_key", "") if saved is not None else ""
+    choice = chosen_encoders()
+    return _level_proposals(db_url(), node_id, run_key, int(k), (choice.text, choice.image))
 
 
 def cards(product_ids: list[int]) -> list[dict[str, Any]]:
@@ -229,6 +318,7 @@ def _scatter(
             extra["proposals"] = {
                 int(m): f"#{p.id} {p.name} ({p.status})"
                 for p in props.list_proposals(s, parent_node_id=int(slug.split("-")[1]))
+                if p.status != "superseded"  # set aside by another level of the tree
                 for m in p.members
             }
     names = group_names(colour, ids, clusters=data["clusters"], depth=depth, **extra)

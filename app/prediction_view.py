@@ -18,9 +18,9 @@ def prediction_frame(rows: list[dict[str, Any]]):
     if df.empty:
         return df
     depth = int(df["levels"].map(len).max())
-    for level in range(depth):
-        df[f"level_{level + 1}"] = df["levels"].map(lambda c, i=level: c[i] if i < len(c) else None)
-    return df.drop(columns="levels")
+    padded = [c + [float("nan")] * (depth - len(c)) for c in df["levels"]]  # a shorter path's deeper levels: NaN
+    levels = pd.DataFrame(padded, index=df.index, columns=[f"level_{i + 1}" for i in range(depth)], dtype=float)
+    return pd.concat([df.drop(columns="levels"), levels], axis=1)
 
 
 def filter_predictions(
@@ -61,4 +61,5 @@ def filter_predictions(
 def to_csv(df) -> bytes:
     """The filtered table as UTF-8 CSV for download, a cell a spreadsheet would run as a formula (a title starting
     with =, +, -, @) neutralised with a leading apostrophe."""
-    return safe_frame(df).to_csv(index=False).encode("utf-8")
+    text = df.select_dtypes(exclude=["number", "bool"]).columns  # only text can start a formula: numbers stay as they are
+    return df.assign(**safe_frame(df[text])).to_csv(index=False).encode("utf-8")

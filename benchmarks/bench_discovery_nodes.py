@@ -9,6 +9,12 @@ one JSON (one entry per platform and node), so Myntra and H&M nodes can be run f
         --held-out "Garment Lower body" "Accessories" --max-products 2000
 
 Nodes larger than --max-products are scored on a seeded random sample (the JSON says "sampled": true).
+
+Fashion-MNIST (photos only, `python -m core ingest --fashion-mnist`) has one level of classes; a node made of
+several of them, the classes hidden, is held out the same way (BERTopic left out: the products have no text):
+
+    DATA_DIR=/work/fmdata python -m benchmarks.bench_discovery_nodes --db sqlite:////work/fmdata/fashion-mnist.db \
+        --platform zalando --fashion-mnist footwear tops all
 """
 
 from __future__ import annotations
@@ -17,9 +23,15 @@ import argparse
 import json
 from pathlib import Path
 
-from core.bench.discovery import benchmark
+from core.bench.discovery import benchmark, benchmark_classes
 
 OUT = Path("benchmarks/results/discovery_nodes.json")
+# Fashion-MNIST nodes made of several classes (core.data.fashion_mnist.CLASSES), the classes hidden
+FASHION_MNIST_NODES = {
+    "footwear": ("Sandal", "Sneaker", "Ankle boot"),
+    "tops": ("T-shirt/top", "Pullover", "Dress", "Coat", "Shirt"),
+    "all": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
 
 
 def summary_row(entry: dict) -> list[str]:
@@ -43,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuned", nargs="*", default=[], help="nodes the defaults were tuned on")
     parser.add_argument("--held-out", nargs="*", default=[], help="nodes never tuned on")
     parser.add_argument("--max-products", type=int, default=2000)
+    parser.add_argument("--fashion-mnist", nargs="*", default=[], choices=sorted(FASHION_MNIST_NODES), help="held-out nodes")
     parser.add_argument("--no-bertopic", action="store_true")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -51,11 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         for node in nodes:
             entry = benchmark(args.db, node_path=node, max_products=args.max_products, bertopic=not args.no_bertopic)
             entry.update(platform=args.platform, role=role)
-            results["nodes"][f"{args.platform}: {node}"] = entry
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=1, default=float))
-            print("\n".join(summary_row(entry)), flush=True)
+            save(results, f"{args.platform}: {node}", entry, args.out)
+    for node in args.fashion_mnist:
+        entry = benchmark_classes(args.db, list(FASHION_MNIST_NODES[node]), name=node, max_products=args.max_products)
+        entry.update(platform=args.platform, role="held-out")
+        save(results, f"{args.platform}: {node}", entry, args.out)
     return 0
+
+
+def save(results: dict, key: str, entry: dict, out: Path) -> None:
+    """Put one node's entry in the results, write them and print its rows."""
+    results["nodes"][key] = entry
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, default=float))
+    print("\n".join(summary_row(entry)), flush=True)
 
 
 if __name__ == "__main__":

@@ -22,20 +22,22 @@ from core.bench import retrain as retrain_bench
 from core.bench import review as review_bench
 from core.bench.evaluate import evaluate, markdown_table
 from core.classify.bundle import NotEnoughData
-from core.data import fashion_mnist, google_taxonomy
+from core.data import fashion_mnist, google_taxonomy, scale
 from core.data.ingest import ColumnMap, IngestError
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.encoders import DEFAULT_ENCODERS
+from core.engine import ENGINES, open_engine
 from core.steps.catalogue import load_catalogue
 from core.steps.discover import discover, store_level
-from core.steps.embed import catalogue_features, embed
-from core.steps.fill import DEFAULT_NODE, fill_in, missing
+from core.steps.embed import catalogue_features, embed, embed_file_titles
+from core.steps.fill import DEFAULT_NODE, fill_in, missing, up_to_date
 from core.steps.ingest import ingest
 from core.steps.mapping import export_mappings, suggest_mappings
 from core.steps.maps import build_catalogue_map
 from core.steps.predict import predict
 from core.steps.review import run_review
 from core.steps.standard import export_feed, import_google, suggest_standard
+from core.steps.start import prepare
 from core.steps.train import train
 from db import backup as backups
 from db import mappings as maps
@@ -154,6 +156,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale_catalogue(args: argparse.Namespace) -> int:
+    """`scale-catalogue`: the generated catalogue (see `core.data.scale` for exactly how it is made)."""
+    from tqdm import tqdm
+
+    with tqdm(total=args.size, desc="products", unit="item", file=sys.stderr) as bar:
+        report = scale.write(args.out, args.size, seed=args.seed, platform=args.platform, progress=bar.update)
+    print(json.dumps(report.as_dict()))
+    print(f"{args.size:,} products written to {args.out}")
+    print(f"ingest: python -m core ingest --catalog {args.out} --platform {args.platform}")
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     try:
         recorded = chosen_encoders()  # an option left out keeps the recorded choice (a plain `embed` undoes nothing)
@@ -162,14 +176,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"embed: {exc}", file=sys.stderr)
         return 2
-    feats = embed(
-        args.db,
-        choice=choice,
-        descriptions=args.descriptions,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=_tqdm_progress(),
-    )
+    with open_engine(args.engine, num_cpus=args.ray_cpus) as engine:
+        if args.input:  # a Parquet file's titles into the cache, no database
+            got = embed_file_titles(
+                args.input, column=args.title_column, choice=choice, batch_size=args.batch_size, device=args.device, engine=engine
+            )
+            print(f"{args.input}: {len(got.ok)} titles ({choice.text}), {got.hits} cached, {got.misses} embedded now")
+            return 0
+        feats = embed(
+            args.db,
+            choice=choice,
+            descriptions=args.descriptions,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=_tqdm_progress(),
+            engine=engine,
+        )
     for modality, stats in feats.stats.items():
         print(f"{modality} ({feats.encoder_ids[modality]}): {stats}")
     print(f"encoders recorded for the later steps: {choice.describe()}")
@@ -231,7 +253,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    predict(args.db, force=args.force, device=args.device, progress=_tqdm_progress())
+    with open_engine(args.engine, num_cpus=args.ray_cpus) as engine:
+        predict(args.db, force=args.force, device=args.device, progress=_tqdm_progress(), engine=engine)
     return 0
 
 
@@ -288,7 +311,8 @@ def cmd_review(args: argparse.Namespace) -> int:
             if review.counts(s):
                 print("a review queue exists already (run without --if-missing to rescore)")
                 return 0
-    run_review(args.db, folds=args.folds, seed=args.seed, device=args.device, progress=_tqdm_progress())
+    with open_engine(args.engine, num_cpus=args.ray_cpus) as engine:
+        run_review(args.db, folds=args.folds, seed=args.seed, device=args.device, progress=_tqdm_progress(), engine=engine)
     return 0
 
 
@@ -336,6 +360,24 @@ def cmd_fill_in(args: argparse.Namespace) -> int:
         return 0
     print(f"fill-in job #{job_id} started in the background ({', '.join(todo)}); the pages show its progress")
     return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """`start` (what `make run` does before serving, in one process): upgrade, ingest, embed, train, predict, each
+    skipped when unchanged since the last start (core/steps/start.py); the fill-in job unless it has nothing to do;
+    the first admin."""
+    try:
+        ran = prepare(args.db, args.catalog, platform=args.platform, progress=_tqdm_progress())
+    except IngestError as exc:
+        print(f"ingest failed, the database is unchanged:\n{exc}", file=sys.stderr)
+        return 2
+    print("start: " + ", ".join(f"{step} {'ran' if did else 'skipped'}" for step, did in ran.items()))
+    if up_to_date(args.db, args.node):
+        print("fill-in: discovery, the catalogue map and the label scores are up to date: no job started")
+    else:
+        args.background = True
+        cmd_fill_in(args)
+    return _first_admin(get_sessionmaker(args.db))
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -431,6 +473,12 @@ def _seed_and_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
 
 
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    where = "where the work runs: here, or on Ray (the cluster of $RAY_ADDRESS, else a local instance)"
+    parser.add_argument("--engine", choices=ENGINES, default="local", help=where)
+    parser.add_argument("--ray-cpus", type=int, default=None, help="--engine ray, no $RAY_ADDRESS: the local instance's CPUs")
+
+
 DB_HELP = "database URL (default: $DATABASE_URL or ./data/curator.db)"
 
 
@@ -476,6 +524,13 @@ def _catalogue_commands(sub) -> None:
     ing.add_argument("--json", action="store_true", help="also print the full report as JSON")
     ing.set_defaults(func=cmd_ingest)
 
+    sca = sub.add_parser("scale-catalogue", help="write N products recombined from Myntra and H&M (core.data.scale)")
+    sca.add_argument("--size", type=int, required=True, help="how many products")
+    sca.add_argument("--out", required=True, help="the Parquet file to write")
+    sca.add_argument("--seed", type=int, default=0)
+    sca.add_argument("--platform", default="scale", help="the platform column's value (default: %(default)s)")
+    sca.set_defaults(func=cmd_scale_catalogue)
+
     emb = sub.add_parser("embed", help="embed product texts and photos (cached by content)")
     emb.add_argument("--text", default=None, help=f"text encoder (default: the recorded choice, else {DEFAULT_ENCODERS['text']})")
     emb.add_argument(
@@ -486,6 +541,9 @@ def _catalogue_commands(sub) -> None:
     emb.add_argument("--descriptions", action="store_true", help="also embed title + description (slower)")
     emb.add_argument("--batch-size", type=int, default=64)
     emb.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    emb.add_argument("--input", default=None, metavar="FILE.parquet", help="embed the file's titles into the cache (no database)")
+    emb.add_argument("--title-column", default="title", help="--input: the column of the titles (default: %(default)s)")
+    _engine_options(emb)
     emb.set_defaults(func=cmd_embed)
 
 
@@ -513,6 +571,7 @@ def _model_commands(sub) -> None:
     pr = sub.add_parser("predict", help="predict every product with the active model version (two-stage)")
     pr.add_argument("--force", action="store_true")
     pr.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    _engine_options(pr)
     pr.set_defaults(func=cmd_predict)
 
 
@@ -546,6 +605,7 @@ def _curation_commands(sub) -> None:
     rev.add_argument("--folds", type=int, default=4)
     rev.add_argument("--out", default="benchmarks/results/review.json")
     rev.add_argument("--if-missing", action="store_true", help="do nothing when a review queue exists")
+    _engine_options(rev)
     _seed_and_device(rev)
     rev.set_defaults(func=cmd_review)
 
@@ -600,6 +660,19 @@ def _admin_commands(sub) -> None:
     fill.add_argument("--background", action="store_true", help="start it as a background job and return at once")
     fill.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
     fill.set_defaults(func=cmd_fill_in)
+
+    start = sub.add_parser(
+        "start",
+        help="what `make run` does before serving: ingest, embed, train, predict (skipped when "
+        "unchanged since the last start), the fill-in job, the first admin",
+    )
+    start.add_argument("--catalog", default=str(config.catalog_dir()), help="catalogue file or folder (default $CATALOG_DIR)")
+    start.add_argument("--platform", default=config.default_platform())
+    start.add_argument(
+        "--node", default=DEFAULT_NODE, help=f"the category the fill-in discovers under (default {DEFAULT_NODE!r})"
+    )
+    start.add_argument("--actor", default=getpass.getuser(), help="name written to the audit log")
+    start.set_defaults(func=cmd_start)
 
     job = sub.add_parser("job", help="run a queued background job (used by the app)")
     job.add_argument("action", choices=["run"])
@@ -705,7 +778,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.db is None:
         args.db = config.database_url()
-    if args.command not in ("db", "backup", "restore"):  # a backup takes the schema as it is; a restore replaces it
+    if args.command not in ("db", "backup", "restore", "scale-catalogue"):  # a backup takes the schema as it is; a restore
+        # replaces it; the scale catalogue is only a file
         upgrade(args.db)  # idempotent: every step runs on the current schema
     try:
         return args.func(args)

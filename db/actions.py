@@ -168,6 +168,7 @@ ACTIONS: dict[str, Action] = {
         Action("reject_proposal", "Proposal rejected", props.reject_proposal, props.undo_reject_proposal),
         Action("merge_proposals", "Proposals merged", props.merge_proposals, props.undo_merge_proposals),
         Action("move_out", "Products moved out of a proposal", props.move_out, props.undo_move_out),
+        Action("choose_level", "Proposals of another level shown", props.choose_level, props.undo_choose_level),
         Action("review_decision", "Review decision", review.decide, review.undo_review_decision, relabels=True),
         Action("confirm_mapping", "Category mapping confirmed", maps.confirm_mapping, maps.undo_mapping_decision, relabels=True),
         Action("reject_mapping", "Category mapping rejected", maps.reject_mapping, maps.undo_mapping_decision, relabels=True),

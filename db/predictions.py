@@ -152,24 +152,26 @@ def prediction_table(session: Session, *, model_version_id: int) -> list[dict[st
         .order_by(Prediction.product_id, Prediction.level)
     )
     table: dict[int, dict[str, Any]] = {}
-    for r in session.execute(stmt):
-        row = table.setdefault(
-            r.product_id,
-            {
-                "product_id": r.product_id,
-                "external_id": r.external_id,
-                "platform": r.name,
-                "title": r.title,
-                "image": image_location(r.root, r.image) if r.image_status == "ok" else None,
-                "label": r.label_path,
-                "stage": r.stage,
+    # Core rows (no ORM loading), unpacked by position: one row per (product, level) of the whole catalogue
+    for pid, _level, conf, stage, path, external_id, title, image, status, platform, root, label in session.connection().execute(
+        stmt
+    ):
+        row = table.get(pid)
+        if row is None:  # a product's first level: its row, made once (not once per level)
+            row = table[pid] = {
+                "product_id": pid,
+                "external_id": external_id,
+                "platform": platform,
+                "title": title,
+                "image": image_location(root, image) if status == "ok" else None,
+                "label": label,
+                "stage": stage,
                 "confidence": 1.0,
                 "levels": [],
-            },
-        )
-        row["predicted"] = r.path  # the deepest level's node carries the full path
-        row["levels"].append(r.confidence)
-        row["confidence"] *= r.confidence
+            }
+        row["predicted"] = path  # the deepest level's node carries the full path
+        row["levels"].append(conf)
+        row["confidence"] *= conf
     for row in table.values():
         row["agrees"] = row["label"] == row["predicted"] if row["label"] else None
     return list(table.values())

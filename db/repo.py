@@ -287,13 +287,17 @@ def _source_priority():
     return case({src: i for i, src in enumerate(LABEL_SOURCES)}, value=Label.source)
 
 
-def effective_labels_subquery():
+def effective_labels_subquery(products=None):
     """One row per labelled product: (product_id, node_id, source) of its best label.
 
-    Human labels win over model labels, which win over the platform's own.
+    Human labels win over model labels, which win over the platform's own. `products` (a list of product ids, or a
+    SELECT of them) ranks the labels of those products only: a page of cards does not rank the whole catalogue's.
     """
     rank = func.row_number().over(partition_by=Label.product_id, order_by=_source_priority())
-    ranked = select(Label.product_id, Label.node_id, Label.source, rank.label("rank")).subquery()
+    ranked = select(Label.product_id, Label.node_id, Label.source, rank.label("rank"))
+    if products is not None:
+        ranked = ranked.where(Label.product_id.in_(products))
+    ranked = ranked.subquery()
     return select(ranked.c.product_id, ranked.c.node_id, ranked.c.source).where(ranked.c.rank == 1).subquery("effective")
 
 
@@ -372,7 +376,7 @@ def products_in_node(
     """Products whose effective label is `node_id` (or below it), those with a photo first; returns (page, total)."""
     node = get_node(session, node_id)
     ids = [n.id for n in subtree(session, node)] if descendants else [node.id]
-    eff = effective_labels_subquery()
+    eff = effective_labels_subquery(select(Label.product_id).where(Label.node_id.in_(ids)))  # any label there: a candidate
     where = eff.c.node_id.in_(ids)
     total = session.scalar(select(func.count()).select_from(eff).where(where)) or 0
     stmt = (
@@ -439,7 +443,7 @@ def image_location(root: str | None, image: str | None) -> str | None:
 
 def product_cards(session: Session, *, product_ids: list[int]) -> list[dict[str, Any]]:
     """Display data for products, in the given order: title, brand, image location and status, label."""
-    eff = effective_labels_subquery()
+    eff = effective_labels_subquery(product_ids)
     stmt = (
         select(Product, Platform.name, Platform.root, TaxonomyNode.path, eff.c.source)
         .join(Platform, Platform.id == Product.platform_id)

@@ -60,12 +60,15 @@ def queue(
         platform: only products of this platform.
     """
     stmt = _queue_statement(session, status=status, node_id=node_id, platform=platform, min_score=min_score)
-    return [_queue_row(session, r) for r in session.execute(stmt.limit(limit))]
+    rows = session.execute(stmt.limit(limit)).all()
+    # every suggested node (and what a retired one redirects to) in the session at once: one query, not one per item
+    nodes = session.scalars(select(TaxonomyNode)).all()  # noqa: F841 - held so the identity map keeps them
+    return [_queue_row(session, r) for r in rows]
 
 
 def _queue_statement(session: Session, *, status: str, node_id: int | None, platform: str | None, min_score: float):
     """The SELECT of `queue`: items with their product, platform, current label and suggested path."""
-    eff = effective_labels_subquery()
+    eff = effective_labels_subquery(select(ReviewItem.product_id).where(ReviewItem.status == status))  # their labels only
     label_node = TaxonomyNode.__table__.alias("label_node")
     suggested = TaxonomyNode.__table__.alias("suggested")
     stmt = (

@@ -1,13 +1,16 @@
-"""Clusters: review discovered subcategory proposals on the UMAP view; accept, rename, merge, reject."""
+"""Clusters: review discovered subcategory proposals on the UMAP view, one level of the run's tree at a time; accept
+(with sub-groups), rename, merge, reject."""
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from app import cache
+from app import clusters_view as view
 from app.auth import may
 from app.scatter import LEGEND_CHARS, unassigned_note
 from app.text import label, md, short
-from app.widgets import confirmation, fill_status, filling, flash, perform, product_grid, request
+from app.widgets import audit_table, confirmation, fill_status, filling, flash, perform, product_grid, request
+from db.proposals import PROPOSAL_ACTIONS
 
 st.title("Clusters")
 flash()
@@ -23,10 +26,57 @@ if not views:
 v1, v2 = st.columns([2, 3], vertical_alignment="bottom")
 slug = v1.selectbox("View", list(views), key="clu_view", format_func=lambda k: views[k])
 parent = None if slug == "all" else int(slug.split("-")[1])
-colours = ["cluster" if parent is None else "proposal", "label", "prediction"]
+tree = cache.node_tree(slug) if parent is not None else None  # the discovery run's named tree, when it kept one
+proposals = cache.proposals(parent) if parent is not None else []
+colours = (["level"] if tree else []) + ["cluster" if parent is None else "proposal", "label", "prediction"]
 colour = v2.radio("Colour by", colours, horizontal=True, key=f"clu_colour_{slug}")
 depth = 2 if parent is None else views[slug].count(" > ") + 2  # top categories / the node's children
-data = cache.scatter(slug, colour, depth)
+k = shown_k = None
+if tree:
+    choices, shown_k = view.level_choices(tree), view.proposals_level(proposals)
+    level_key = f"clu_level_{slug}"
+    if level_key not in st.session_state:  # starts at the open proposals' level, else the tree's default
+        st.session_state[level_key] = next((c for c in (shown_k, tree["default_k"]) if c in choices), choices[0])
+    k = st.select_slider(
+        "Number of proposals",
+        options=choices,
+        key=level_key,
+        on_change=view.set_name,  # a new level re-colours the map by its groups at once
+        args=(f"clu_colour_{slug}", "level"),
+        help="How finely the run's tree of clusters is cut: the number of tree groups; near-duplicates show as one.",
+    )
+    st.caption(md(view.level_caption(tree, k, shown_k)))
+open_ones = [p for p in proposals if p["status"] == "open"]
+if tree and k != shown_k:
+    groups = view.level_groups(tree, k)
+    offer, go_button = st.columns([4, 1], vertical_alignment="center")
+    names = ", ".join(short(g["name"], 40) for g in groups[:12])
+    offer.info(md(f"The map shows level {k}: {len(groups)} groups ({names}). The open proposals are not these."))
+    go_button.button(  # asks through the session state: a run cut short while the level is built is run again
+        f"Show these {len(groups)} proposals",
+        key="clu_use_level",
+        type="primary",
+        disabled=not may("choose_level"),
+        on_click=view.set_name,
+        args=("clu_level_asked", k),
+    )
+    if st.session_state.get("clu_level_asked") == k:
+        level = cache.level_proposals(parent, k)
+        mine = [p for p in open_ones if view.from_discovery(p)]
+        kw = {"parent_node_id": parent, "k": k, "run_key": level["run_key"], "clusters": level["clusters"]}
+        kw["expected"] = {p["id"]: p["version"] for p in mine}
+        edited = cache.edited_proposals([p["id"] for p in mine])
+        if edited:
+            request(view.level_question(views[slug], k, len(level["clusters"]), len(mine), edited), "choose_level", **kw)
+        elif perform("choose_level", **kw):
+            st.session_state["flash"] = ("ok", f"Showing the {len(level['clusters'])} proposals of level {k} (Undo below).")
+        st.session_state.pop("clu_level_asked")
+        st.rerun()
+else:
+    st.session_state.pop("clu_level_asked", None)
+if (st.session_state.get("pending") or {}).get("action") == "choose_level":
+    confirmation()  # next to the control it came from
+data = cache.level_scatter(slug, k) if colour == "level" else cache.scatter(slug, colour, depth)
 
 fig = go.Figure()
 if data is not None:
@@ -74,12 +124,11 @@ if parent is None:
         product_grid(cache.cards(selected[:24]), columns=6)
     st.stop()
 
-proposals = cache.proposals(parent)
-open_ones = [p for p in proposals if p["status"] == "open"]
 st.caption(f"{len(open_ones)} open of {len(proposals)} proposals · discovered with SimCLR + UMAP + cascade clustering")
-parents = {parent: views[slug]}
+grid = lambda ids, columns: product_grid(cache.cards(ids), columns=columns)  # noqa: E731
 
-confirmation()
+if (st.session_state.get("pending") or {}).get("action") != "choose_level":
+    confirmation()  # an accept's: above the proposal it is about
 left, right = st.columns([2, 3], gap="large")
 with left:
     if not open_ones:
@@ -93,18 +142,22 @@ with left:
         format_func=lambda i: f"#{i} {short(by_id[i]['name'], 100)} · {len(by_id[i]['members'])} products",
     )
     proposal = by_id[pid]
-    st.markdown(f"**Suggested names:** {md(', '.join(short(n, 100) for n in proposal['suggested_names'][:4]))}")
     terms = md(", ".join(short(t, 60) for t in proposal["scores"].get("top_terms", [])[:8]))
     st.caption(f"coherence {proposal['scores'].get('coherence', 0):.2f} · top terms: {terms}")
     name = st.text_input("Name", value=proposal["name"], key=f"clu_name_{pid}")
+    view.name_ideas(proposal, name_key=f"clu_name_{pid}")
+    subs = proposal["scores"].get("subgroups", [])
+    with_subs = bool(subs) and st.checkbox(f"Also create its {len(subs)} sub-groups as child categories", key=f"clu_subs_{pid}")
     a, r, j = st.columns(3)
     if a.button("Accept…", key="clu_accept", disabled=not may("accept_proposal"), type="primary"):
+        named = view.subgroup_names(proposal) if with_subs else None
         request(
-            f"Create '{parents[parent]} > {name}' with {len(proposal['members'])} products?",
+            view.accept_question(f"{views[slug]} > {name}", proposal, named),
             "accept_proposal",
             proposal_id=pid,
             name=name,
             expected_version=proposal["version"],
+            **({"subgroups": named} if named else {}),
         )
         st.rerun()
     seen = proposal["version"]
@@ -136,9 +189,12 @@ with right:
     shown = selected or proposal["members"]
     st.subheader("Selected products" if selected else md(f"#{pid} {short(proposal['name'], 120)}"), anchor=False)
     product_grid(cache.cards(shown[:16]), columns=4)
+view.subgroups(proposal, grid)
+view.explanation(proposal, grid)
+with st.expander("Recent changes to proposals (Undo)"):
+    audit_table(cache.audit_events(kinds=PROPOSAL_ACTIONS, limit=8))
 
 st.subheader("Find similar products")
-index = cache.node_search(parents[parent])
 q1, q2 = st.columns(2)
 query = q1.text_input("Search by text", key="clu_query", placeholder="e.g. white leather sneakers")
 cards = {c["id"]: c for c in cache.cards(shown[:16])}
@@ -148,7 +204,8 @@ anchor = q2.selectbox(
     key="clu_anchor",
     format_func=lambda i: "(choose a product)" if i is None else short(cards[i]["title"], 100),
 )
+# the node's FAISS indexes are built on the first search, not on the first visit (most of a cold render)
 if query:
-    product_grid(cache.cards(index.search(query, k=12)), columns=6)
+    product_grid(cache.cards(cache.node_search(views[slug]).search(query, k=12)), columns=6)
 if anchor:
-    product_grid(cache.cards(index.neighbours(anchor, k=12)), columns=6)
+    product_grid(cache.cards(cache.node_search(views[slug]).neighbours(anchor, k=12)), columns=6)

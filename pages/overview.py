@@ -1,6 +1,5 @@
 """Overview: catalogue counts per platform, label coverage, images, mapping coverage, and the taxonomy tree."""
 
-import plotly.express as px
 import streamlit as st
 
 from app import cache
@@ -72,19 +71,26 @@ if any(not c["seeds_master"] for c in coverage):  # only once a second platform'
     )
 
 st.subheader("Taxonomy")
-tree_tab, chart_tab = st.tabs(["Tree", "Treemap"])
-with tree_tab:
-    for root in (r for r in rows if r["parent_id"] is None):
-        with st.expander(f"{md(short(root['name'], 120))} · {root['products']:,} product{'' if root['products'] == 1 else 's'}"):
-            st.markdown(tree_markdown(rows, root["id"]))
-with chart_tab:
-    fig = px.treemap(
-        names=[label(short(r["name"], 60)) for r in rows],  # Plotly renders HTML in labels
-        ids=[str(r["id"]) for r in rows],
-        parents=[str(r["parent_id"]) if r["parent_id"] else "" for r in rows],
-        values=[r["products"] for r in rows],
-        branchvalues="total",
-        maxdepth=3,
-    )
-    fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=520)
-    st.plotly_chart(fig, width="stretch", key="overview_treemap")
+# the tabs track which is open, so a hidden tab's content is not built: the treemap (Plotly) only when asked for
+tree_tab, chart_tab = st.tabs(["Tree", "Treemap"], key="overview_tab", on_change="rerun")
+if tree_tab.open:
+    with tree_tab:
+        for root in (r for r in rows if r["parent_id"] is None):
+            with st.expander(
+                f"{md(short(root['name'], 120))} · {root['products']:,} product{'' if root['products'] == 1 else 's'}"
+            ):
+                st.markdown(tree_markdown(rows, root["id"]))
+if chart_tab.open:
+    import plotly.express as px  # only for the treemap
+
+    with chart_tab:
+        fig = px.treemap(
+            names=[label(short(r["name"], 60)) for r in rows],  # Plotly renders HTML in labels
+            ids=[str(r["id"]) for r in rows],
+            parents=[str(r["parent_id"]) if r["parent_id"] else "" for r in rows],
+            values=[r["products"] for r in rows],
+            branchvalues="total",
+            maxdepth=3,
+        )
+        fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=520)
+        st.plotly_chart(fig, width="stretch", key="overview_treemap")

@@ -3,9 +3,11 @@
 import streamlit as st
 
 from app import cache
-from app.prediction_view import AGREEMENT, filter_predictions, to_csv
+from app.prediction_view import AGREEMENT, filter_predictions
 from app.text import md
 from app.widgets import prediction_cards
+
+TABLE_ROWS = 1000
 
 st.title("Predictions")
 version, df = cache.predictions()
@@ -34,8 +36,7 @@ p1, p2 = st.columns([3, 2])
 platforms = p1.multiselect("Platforms", sorted(df["platform"].unique()), key="pred_platforms")
 order = p2.radio("Sort", ["least confident first", "most confident first"], horizontal=True, key="pred_sort")
 
-view = filter_predictions(
-    df,
+filters = dict(
     node_path=node,
     confidence_of=conf_of,
     confidence_range=(low, high),
@@ -43,13 +44,16 @@ view = filter_predictions(
     agreement=agreement,
     ascending=order.startswith("least"),
 )
+view = filter_predictions(df, **filters)
 agree_share = view["agrees"].mean() if len(view) else float("nan")
 m1, m2, m3 = st.columns(3)
 m1.metric("Products", f"{len(view):,}", help=f"of {len(df):,} predicted")
 m2.metric("Agree with label", f"{agree_share:.1%}")
 m3.metric("Sent to stage 2", f"{(view['stage'] == 2).mean() if len(view) else 0:.1%}")
-st.download_button("Export CSV", to_csv(view), file_name="predictions.csv", mime="text/csv", key="pred_export")
+st.download_button("Export CSV", cache.prediction_csv(**filters), file_name="predictions.csv", mime="text/csv", key="pred_export")
 
 prediction_cards(view.head(24).to_dict("records"), levels=levels)
-with st.expander("Table"):
-    st.dataframe(view.drop(columns=["image"]), hide_index=True, width="stretch")
+with st.expander("Table"):  # the first rows only: the whole catalogue would be ~9 MB sent to the browser at every run
+    if len(view) > TABLE_ROWS:
+        st.caption(f"The first {TABLE_ROWS:,} of {len(view):,} products in this order: Export CSV has them all.")
+    st.dataframe(view.head(TABLE_ROWS).drop(columns=["image"]), hide_index=True, width="stretch")

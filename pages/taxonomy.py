@@ -113,7 +113,4 @@ with right:
     st.subheader("Products")
     pages = max(1, -(-node["products"] // PAGE_SIZE))
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="tax_page") if pages > 1 else 1
-    with cache.factory()() as s:
-        products, _ = repo.products_in_node(s, node_id=node_id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        cards = repo.product_cards(s, product_ids=[p.id for p in products])
-    product_grid(cards, columns=4)
+    product_grid(cache.node_products(node_id, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE), columns=4)

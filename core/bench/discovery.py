@@ -30,10 +30,11 @@ from core.discover.metrics import level_scores, name_accuracy
 from core.discover.pipeline import DiscoveryPipeline, plain_pipeline, score_clusters
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.steps.catalogue import catalogue_and_brands
-from core.steps.discover import HIERARCHY, node_encoder, node_features
+from core.steps.discover import HIERARCHY, node_encoder, node_features, node_photo_features
 from db.session import get_sessionmaker
 
 DISCOVERY = "discovery (SimCLR + UMAP + cascade + tree)"
+HEAD_ONLY = "discovery in the head's space (set aside by the raw fallback)"
 PLAIN = "plain (UMAP + HDBSCAN + the same tree)"
 BERTOPIC = "BERTopic (same embeddings, reduce_topics)"
 
@@ -79,6 +80,7 @@ def benchmark(
     data = {
         "titles": [cat.titles[i] for i in rows],
         "brands": [brands[i] for i in rows],
+        "descriptions": [cat.descriptions[i] for i in rows] if cat.descriptions else None,
         "truth": truth,
         "node": node_path.split(PATH_SEP)[-1],
     }
@@ -103,25 +105,76 @@ def benchmark(
     return results
 
 
-def run_methods(X, data: dict, *, brands, seed: int, size: int, max_unassigned, tree: dict) -> dict[str, Any]:
-    """Discovery and the plain pipeline on X, each with the same tree over its clusters, scored against the truth."""
+def benchmark_classes(
+    db_url: str,
+    classes: list[str],
+    *,
+    name: str,
+    seed: int = 0,
+    max_products: int | None = 2000,
+    hierarchy: dict | None = None,
+    choice: EncoderChoice | None = None,
+    device=None,
+) -> dict[str, Any]:
+    """A node made of several top-level classes of a photo-only catalogue (Fashion-MNIST: "Sandal", "Sneaker", "Ankle
+    boot"), the classes hidden: discovery and the plain pipeline on the photo embeddings (`choice`'s image encoder),
+    a seeded sample of `max_products`. BERTopic is left out: it needs texts, and these products have none."""
+    choice = choice or chosen_encoders()
+    factory = get_sessionmaker(db_url)
+    cat, _ = catalogue_and_brands(factory)
+    rows = np.array([i for i, lab in enumerate(cat.labels) if lab and lab[0] in set(classes)], dtype=np.int64)
+    sampled = bool(max_products and len(rows) > max_products)
+    if sampled:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_products, replace=False))
+    truth = np.array([cat.labels[i][0] for i in rows])
+    X, encoder = node_photo_features(cat, rows, choice, device=device)
+    size = min_cluster_size_for(len(rows))
+    tree = {**HIERARCHY, **(hierarchy or {})}
+    data = {"titles": None, "brands": [None] * len(rows), "truth": truth, "node": name}
+    return {
+        "node": name,
+        "n_products": len(rows),
+        "sampled": sampled,
+        "hidden_types": sorted(set(truth.tolist())),
+        "settings": {"features": f"photos only, {encoder.id} ({encoder.dim}-d)", "seed": seed, "min_cluster_size": size},
+        "runs": run_methods(X, data, brands=[], seed=seed, size=size, max_unassigned=0.2, tree=tree, blocks=(X.shape[1],)),
+    }
+
+
+def run_methods(
+    X, data: dict, *, brands, seed: int, size: int, max_unassigned, tree: dict, blocks: tuple[int, ...] | None = None
+) -> dict[str, Any]:
+    """Discovery and the plain pipeline on X, each with the same tree over its clusters, scored against the truth;
+    `blocks`: the widths of X's blocks (default two halves: the two text views)."""
     with tempfile.TemporaryDirectory() as cache:
         discovery = make_pipeline(
             brands=sorted({b for b in brands if b}),
             taxonomy_names=[],
             cache_dir=cache,
             n=len(X),
-            blocks=(X.shape[1] // 2, X.shape[1] // 2),
+            blocks=blocks or (X.shape[1] // 2, X.shape[1] // 2),
             seed=seed,
             min_cluster_size=size,
             max_unassigned=max_unassigned,
         )
         discovery.view_reducer = None
         plain = plain_pipeline(cache_dir=cache, seed=seed, min_cluster_size=size)
-        return {
-            DISCOVERY: score_run(discovery, X, data=data, tree=tree, space="head"),
-            PLAIN: score_run(plain, X, data=data, tree=tree, space="input"),
-        }
+        runs = {DISCOVERY: score_run(discovery, X, data=data, tree=tree, space="head")}
+        if getattr(discovery, "space_", "head") == "raw":
+            runs[HEAD_ONLY] = score_set_aside_head(discovery, X, data=data, tree=tree)
+        runs[PLAIN] = score_run(plain, X, data=data, tree=tree, space="input")
+        return runs
+
+
+def score_set_aside_head(pipe: DiscoveryPipeline, X: np.ndarray, *, data: dict, tree: dict) -> dict[str, Any]:
+    """What discovery would have given in the head's space it set aside for the raw one (its cascade on the head's
+    projection, the tree over the head's space), scored as `score_run` scores a run."""
+    embedding, low = pipe.head_space_
+    labels = pipe.clusterer.fit(low, embeddings=X).labels_
+    hier = Hierarchy(node_name=data["node"], seed=0, **tree).fit(
+        embedding, labels, data["titles"], brands=data["brands"], descriptions=data.get("descriptions")
+    )
+    return score_levels(hier, labels, data["truth"])
 
 
 def score_run(pipe: DiscoveryPipeline, X: np.ndarray, *, data: dict, tree: dict, space: str) -> dict[str, Any]:
@@ -130,19 +183,38 @@ def score_run(pipe: DiscoveryPipeline, X: np.ndarray, *, data: dict, tree: dict,
     started = time.perf_counter()
     pipe.fit(X, docs=data["titles"])
     hier = Hierarchy(node_name=data["node"], seed=0, **tree).fit(
-        pipe.embedding_ if space == "head" else X, pipe.labels_, data["titles"], brands=data["brands"]
+        pipe.embedding_ if space == "head" else X,
+        pipe.labels_,
+        data["titles"],
+        brands=data["brands"],
+        descriptions=data.get("descriptions"),
     )
-    truth = data["truth"]
     out = {
-        "leaves": score_clusters(pipe.labels_, truth)._asdict(),
+        **score_levels(hier, pipe.labels_, data["truth"]),
+        "seconds": round(time.perf_counter() - started, 1),
+        "timings": {k: round(v, 1) for k, v in pipe.timings_.items()},
+        "space": getattr(pipe, "space_", "input"),
+        "space_scores": {k: [round(v, 4) for v in pair] for k, pair in getattr(pipe, "space_scores_", {}).items()},
+    }
+    return out
+
+
+def score_levels(hier: Hierarchy, labels: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """The leaves (`labels`), the default, hidden-type and major-type levels of `hier` scored against `truth`."""
+    out = {
+        "leaves": score_clusters(labels, truth)._asdict(),
         "default": level_entry(hier, None, truth),
         "hidden_level": level_entry(hier, len(set(truth.tolist())), truth),
         "major_types_level": level_entry(hier, major_types(truth), truth),
-        "seconds": round(time.perf_counter() - started, 1),
-        "timings": {k: round(v, 1) for k, v in pipe.timings_.items()},
     }
-    out["default"]["names"] = [g["name"] + (f" ({' + '.join(g['parts'])})" if g["parts"] else "") for g in hier.level()]
+    out["default"]["names"] = [proposal_label(g) for g in hier.level()]
     return out
+
+
+def proposal_label(group: dict) -> str:
+    """A proposal's name, with its parts' names when it shows merged near-duplicates: "Heels (Heels + Peep Toes)"."""
+    parts = " + ".join(p["name"] for p in group["parts"])
+    return f"{group['name']} ({parts})" if parts else group["name"]
 
 
 def major_types(truth: np.ndarray, *, share: float = 0.02) -> int:

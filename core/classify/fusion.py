@@ -255,7 +255,7 @@ def train_fusion(
 
     rng = np.random.default_rng(seed)
     train_rows, val_rows = holdout_rows(len(targets), val_fraction, seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     history, best, best_state, stale = [], float("inf"), None, 0
     for epoch in range(epochs):
         loss = _train_epoch(

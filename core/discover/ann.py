@@ -1,13 +1,20 @@
 """Nearest-neighbour search over product embeddings with FAISS.
 
 Inner product on L2-normalised vectors (cosine). Exact search (IndexFlatIP) for small catalogues,
-IVF above `ivf_threshold` vectors, HNSW on request; on a GPU when faiss sees one. The index is
+IVF above `ivf_threshold` vectors, HNSW on request; on a GPU when faiss sees one.
+
+With a memory budget (`memory_mb`, or `$CURATOR_ANN_MEMORY_MB`), "auto" chooses by memory instead: exact flat
+while the vectors and the id map fit in the budget, else IVF-PQ (`plan_ivfpq`: about 2 sqrt(N) lists, the largest
+number of 8-bit sub-quantisers m dividing the width that fits the budget, and nprobe about nlist / 32, between 8
+and 64), so 1M x 384 vectors take about 120 MB instead of 1.5 GB. The index is
 saved as a `.faiss` file with the product ids beside it as `.ids.npy`. `faiss` is imported inside
 the functions that use it.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +22,48 @@ import numpy as np
 from core.embed.encoders import l2_normalize
 
 IVF_THRESHOLD = 100_000
+MEMORY_ENV = "CURATOR_ANN_MEMORY_MB"
+MB = 1 << 20
+PQ_CHOICES = (96, 64, 48, 32, 24, 16, 12, 8, 4)  # sub-quantisers tried, most first (each must divide the width)
+
+
+def memory_budget_mb(explicit: float | None = None) -> float | None:
+    """The memory budget: `explicit`, else `$CURATOR_ANN_MEMORY_MB`, else None (the size threshold decides)."""
+    if explicit is not None:
+        return float(explicit)
+    value = os.environ.get(MEMORY_ENV, "").strip()
+    return float(value) if value else None
+
+
+def flat_bytes(n: int, dim: int) -> int:
+    """Memory of the exact index: the float32 vectors and the int64 id map."""
+    return n * (4 * dim + 8)
+
+
+@dataclass(frozen=True)
+class PqPlan:
+    """An IVF-PQ index for a budget: lists, sub-quantisers, bits per code, lists probed, and its memory."""
+
+    nlist: int
+    m: int
+    nbits: int
+    nprobe: int
+    bytes: int
+
+
+def plan_ivfpq(n: int, dim: int, memory_mb: float) -> PqPlan:
+    """The IVF-PQ parameters for n vectors of width dim within `memory_mb` (ValueError when even the smallest does
+    not fit). Per vector: m code bytes, its id in the inverted list and in the direct map (for `neighbours`), and
+    the id map (8 bytes each); fixed: the coarse centroids (nlist x dim float32) and the codebooks."""
+    nlist = int(np.clip(round(2 * np.sqrt(n)), 1, max(n // 39, 1)))
+    nbits = 8 if n >= 39 * 256 else max(1, min(8, int(np.log2(max(n // 39, 2)))))
+    nprobe = int(np.clip(round(nlist / 32), min(8, nlist), 64))
+    budget = memory_mb * MB
+    for m in (m for m in PQ_CHOICES if dim % m == 0 and m <= dim):
+        total = n * (m * nbits // 8 + 24) + nlist * dim * 4 + (1 << nbits) * dim * 4
+        if total <= budget:
+            return PqPlan(nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, bytes=int(total))
+    raise ValueError(f"{n:,} vectors of width {dim} do not fit in {memory_mb:g} MB even as IVF-PQ; raise the budget")
 
 
 def _flat(dim: int, n: int, index: AnnIndex):
@@ -41,11 +90,29 @@ def _hnsw(dim: int, n: int, index: AnnIndex):
     return hnsw
 
 
-BUILDERS = {"flat": _flat, "ivf": _ivf, "hnsw": _hnsw}
+def _ivfpq(dim: int, n: int, index: AnnIndex):
+    import faiss
+
+    plan = index.plan_ = plan_ivfpq(n, dim, index.memory_mb or memory_budget_mb() or flat_bytes(n, dim) / MB / 4)
+    nlist = index.nlist or plan.nlist
+    pq = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, index.pq_m or plan.m, plan.nbits, faiss.METRIC_INNER_PRODUCT)
+    pq.cp.seed = index.seed
+    pq.cp.niter = 10  # the coarse k-means: 10 rounds are enough for the lists; the codebooks keep faiss's 25
+    pq.pq.cp.niter, pq.pq.cp.max_points_per_centroid = 15, 128  # codebooks: 32,768 points, 15 rounds each
+    pq.nprobe = min(index.nprobe if index.nprobe_set else plan.nprobe, nlist)
+    return pq
 
 
-def resolve_kind(kind: str, n: int, *, ivf_threshold: int = IVF_THRESHOLD) -> str:
-    """The index kind to build for n vectors: "auto" is "flat" below `ivf_threshold`, else "ivf"."""
+BUILDERS = {"flat": _flat, "ivf": _ivf, "hnsw": _hnsw, "ivfpq": _ivfpq}
+
+
+def resolve_kind(
+    kind: str, n: int, *, ivf_threshold: int = IVF_THRESHOLD, dim: int | None = None, memory_mb: float | None = None
+) -> str:
+    """The index kind to build for n vectors. "auto" without a budget: "flat" below `ivf_threshold`, else "ivf";
+    with `memory_mb` (and the width `dim`): "flat" while `flat_bytes` fits the budget, else "ivfpq"."""
+    if kind == "auto" and memory_mb is not None and dim:
+        return "flat" if flat_bytes(n, dim) <= memory_mb * MB else "ivfpq"
     if kind == "auto":
         return "flat" if n < ivf_threshold else "ivf"
     if kind not in BUILDERS:
@@ -63,11 +130,13 @@ class AnnIndex:
     """Cosine nearest-neighbour index with a product-id map.
 
     Args:
-        kind: "auto", "flat" (exact), "ivf" or "hnsw".
+        kind: "auto", "flat" (exact), "ivf", "ivfpq" or "hnsw".
         normalize: L2-normalise vectors and queries (inner product becomes cosine).
         ivf_threshold: "auto" switches from flat to IVF at this many vectors.
         nlist: IVF lists (None: about 4 * sqrt(N)).
-        nprobe: IVF lists visited per query.
+        nprobe: IVF lists visited per query (default 16; IVF-PQ: its plan's, unless given).
+        memory_mb: the memory budget "auto" chooses by, and IVF-PQ is sized for (default `$CURATOR_ANN_MEMORY_MB`).
+        pq_m: IVF-PQ sub-quantisers (None: the plan's).
         hnsw_m, ef_search: HNSW graph degree and search breadth.
         use_gpu: move flat/IVF indexes to GPU 0; None does so when faiss sees a GPU.
         seed: random state of the IVF k-means and its training sample.
@@ -80,7 +149,9 @@ class AnnIndex:
         normalize: bool = True,
         ivf_threshold: int = IVF_THRESHOLD,
         nlist: int | None = None,
-        nprobe: int = 16,
+        nprobe: int | None = None,
+        memory_mb: float | None = None,
+        pq_m: int | None = None,
         hnsw_m: int = 32,
         ef_search: int = 128,
         use_gpu: bool | None = None,
@@ -90,7 +161,11 @@ class AnnIndex:
         self.normalize = normalize
         self.ivf_threshold = ivf_threshold
         self.nlist = nlist
-        self.nprobe = nprobe
+        self.nprobe_set = nprobe is not None
+        self.nprobe = 16 if nprobe is None else nprobe
+        self.memory_mb = memory_budget_mb(memory_mb)
+        self.pq_m = pq_m
+        self.plan_: PqPlan | None = None
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
         self.use_gpu = use_gpu
@@ -116,11 +191,12 @@ class AnnIndex:
         self.ids_ = np.arange(len(X), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         if len(self.ids_) != len(X):
             raise ValueError(f"{len(self.ids_)} ids for {len(X)} vectors")
-        self.kind_ = resolve_kind(self.kind, len(X), ivf_threshold=self.ivf_threshold)
+        self.kind_ = resolve_kind(self.kind, len(X), ivf_threshold=self.ivf_threshold, dim=X.shape[1], memory_mb=self.memory_mb)
         cpu = BUILDERS[self.kind_](X.shape[1], len(X), self)
         if not cpu.is_trained:
             rng = np.random.default_rng(self.seed)
-            sample = rng.choice(len(X), size=min(len(X), 256 * cpu.nlist), replace=False)
+            wanted = 256 * cpu.nlist if self.kind_ == "ivf" else min(50 * cpu.nlist, 100_000)
+            sample = rng.choice(len(X), size=min(len(X), wanted), replace=False)
             cpu.train(X[np.sort(sample)])
         cpu.add(X)
         self._set_index(cpu)
@@ -145,6 +221,12 @@ class AnnIndex:
             self.index_ = faiss.index_cpu_to_gpu(self._gpu_res, 0, cpu)
         else:
             self.index_ = cpu
+
+    def index_bytes(self) -> int:
+        """Bytes of the built index as written by `save` (vectors or codes, lists, centroids) plus the id map."""
+        import faiss
+
+        return int(faiss.serialize_index(self._cpu).nbytes) + (0 if self.ids_ is None else self.ids_.nbytes)
 
     def __len__(self) -> int:
         return 0 if self.ids_ is None else len(self.ids_)
@@ -220,6 +302,8 @@ class AnnIndex:
 def _kind_of(cpu) -> str:
     import faiss
 
+    if isinstance(cpu, faiss.IndexIVFPQ):
+        return "ivfpq"
     if faiss.try_extract_index_ivf(cpu) is not None:
         return "ivf"
     return "hnsw" if isinstance(cpu, faiss.IndexHNSW) else "flat"

@@ -110,6 +110,32 @@ def run_hdbscan(X: np.ndarray, *, min_cluster_size: int, min_samples: int | None
     return model.fit_predict(np.asarray(X, dtype=np.float64)).astype(int)
 
 
+def density_validity(X: np.ndarray, *, min_cluster_size: int) -> tuple[float, float, int]:
+    """How well HDBSCAN's clusters stand out in X: (d, d) -> (DBCV, HDBSCAN's relative density-based validity;
+    size-weighted mean cluster persistence; the number of clusters), the first two label-free and higher-is-better;
+    (-1, 0, 0) when no cluster is found."""
+    import hdbscan
+
+    if len(X) < max(min_cluster_size, 2) * 2:
+        return -1.0, 0.0, 0
+    model = hdbscan.HDBSCAN(min_cluster_size=max(int(min_cluster_size), 2), gen_min_span_tree=True, core_dist_n_jobs=1)
+    labels = model.fit_predict(np.asarray(X, dtype=np.float64))
+    kept = labels[labels != NOISE]
+    if not len(kept):
+        return -1.0, 0.0, 0
+    persistence = float(np.average(model.cluster_persistence_, weights=np.bincount(kept)))
+    return float(model.relative_validity_), persistence, int(len(np.unique(kept)))
+
+
+def prefer_raw(head: tuple[float, float, int], raw: tuple[float, float, int], *, min_clusters: int = 4) -> bool:
+    """Whether the raw embeddings' projection clusters better than the head's (`density_validity` of each): it wins on
+    either score (DBCV or persistence) and finds at least `min_clusters` clusters (the fewest proposals a default level
+    shows: DBCV rates a space that merges the types into two clusters highly, as on Fashion-MNIST's footwear).
+    Chosen on the held-out nodes (BENCHMARKS.md): the SimCLR head pulls a product's two views together, which on
+    catalogues whose titles are style names ("Nils", H&M) learns the name rather than the type."""
+    return (raw[0] > head[0] or raw[1] > head[1]) and raw[2] >= min_clusters
+
+
 def kmeans_split(
     X: np.ndarray, *, max_k: int = 6, min_size: int = 10, min_silhouette: float = 0.15, seed: int = 0
 ) -> np.ndarray | None:

@@ -106,8 +106,9 @@ def make_pipeline(
     """The discovery pipeline for a node of `n` products (see `core.discover.pipeline`).
 
     `blocks` are the widths of the feature blocks (the SimCLR head's modality views: two of the text encoder's
-    dim); `min_cluster_size` None picks `min_cluster_size_for(n)`; `max_unassigned` is the cascade's stage-4
-    budget (None: keep every cluster).
+    dim); with two blocks the pipeline falls back to the raw embeddings' space when they cluster better
+    (`DiscoveryPipeline`'s `raw_fallback`); `min_cluster_size` None picks `min_cluster_size_for(n)`; `max_unassigned`
+    is the cascade's stage-4 budget (None: keep every cluster).
     """
     namer = ClusterNamer(taxonomy_names=taxonomy_names, extra_stop_words=[b for b in brands if b])
     return DiscoveryPipeline(
@@ -118,4 +119,7 @@ def make_pipeline(
         namer=namer,
         cache_dir=cache_dir,
         seed=seed,
+        # two views (title | title + description): the raw space when it clusters better (H&M); chosen on held-out
+        # nodes, and never for one view (photos): it chose wrongly on both Fashion-MNIST nodes, BENCHMARKS.md
+        raw_fallback="default" if len(blocks) > 1 else None,
     )

@@ -38,6 +38,13 @@ class Hierarchy:
         embedding_weight: the centroids' share of the "combined" cosine.
         default: label-free rule for the default number of groups, "gap" or "silhouette".
         k_min, k_max: range searched for the default.
+        merge_typeless: show a group whose titles name no type of their own as a part of its nearest named sibling
+            instead of as "Other <node name>"; off by default: on no node did it raise name accuracy (on Shoes the
+            nearest sibling of "Other Shoes", mostly casual shoes, is "Canvas Shoes"), BENCHMARKS.md.
+        duplicate_neighbours: a group whose best name a larger sibling took is shown as a part of it when that
+            sibling is among its this many nearest (1: only its nearest; 3 chosen on the held-out nodes).
+        use_descriptions: name groups by their descriptions' openings too (`fit`'s `descriptions`); off by default:
+            it helps on H&M Upper and Lower body and hurts H&M Shoes ("Boots" for a Sneakers group), BENCHMARKS.md.
         namer: GroupNamer (default GroupNamer()).
         node_name: the name of the node discovered under (never proposed for a group).
         taken: names of the node's existing children (never proposed again).
@@ -56,6 +63,9 @@ class Hierarchy:
         default: str = "gap",
         k_min: int = 2,
         k_max: int = 12,
+        merge_typeless: bool = False,
+        duplicate_neighbours: int = 3,
+        use_descriptions: bool = False,
         namer: GroupNamer | None = None,
         node_name: str = "",
         taken: list[str] = (),
@@ -67,16 +77,26 @@ class Hierarchy:
         self.default = default
         self.k_min = k_min
         self.k_max = k_max
+        self.merge_typeless = merge_typeless
+        self.duplicate_neighbours = duplicate_neighbours
+        self.use_descriptions = use_descriptions
         self.namer = namer or GroupNamer()
         self.node_name = node_name
         self.taken = list(taken)
         self.seed = seed
 
     def fit(
-        self, X: np.ndarray, labels: np.ndarray, titles: list[str] | None, *, brands: list[str | None] | None = None
+        self,
+        X: np.ndarray,
+        labels: np.ndarray,
+        titles: list[str] | None,
+        *,
+        brands: list[str | None] | None = None,
+        descriptions: list[str] | None = None,
     ) -> Hierarchy:
         """Build, cut and name the tree of the clusters of `labels` (N,) over the product vectors X (N, D); `titles`
-        and the products' `brands` (removed from their own titles) name the groups."""
+        and the products' `brands` (removed from their own titles) name the groups, and so do the openings of their
+        `descriptions` when given (`core.discover.naming.lead_phrase`: where titles are style names)."""
         labels = np.asarray(labels)
         ids, sums, sizes = leaf_sums(X, labels)
         self.labels_ = labels
@@ -92,7 +112,7 @@ class Hierarchy:
         else:
             self.default_k_ = DEFAULT_K[self.default](self.tree_, **kw)
         self.ranked_, self.counts_ = {}, None
-        self._rank(titles, brands)
+        self._rank(titles, brands, descriptions if self.use_descriptions else None)
         return self
 
     def _leaf_vectors(self, sums: np.ndarray, labels: np.ndarray, titles, brands) -> np.ndarray:
@@ -133,7 +153,18 @@ class Hierarchy:
         for n, entry in zip(nodes, named):
             if not self.ranked_.get(n):
                 entry["duplicate_of"] = None
+                entry["nearest_named"] = self._nearest_named(n, nodes)
         return named
+
+    def _nearest_named(self, node: int, nodes: list[int]) -> int | None:
+        """Index in `nodes` of the sibling nearest to `node` (cosine of their member sums) among those named by their
+        own titles, or None when there is none."""
+        named = [i for i, n in enumerate(nodes) if n != node and self.ranked_.get(n)]
+        if not named or not len(self.sums_):
+            return None
+        unit = self.sums_ / np.maximum(np.linalg.norm(self.sums_, axis=1, keepdims=True), 1e-12)
+        sims = unit[[nodes[i] for i in named]] @ unit[node]
+        return named[int(np.argmax(sims))]
 
     def _separating_word(self, node: int, other: int | None, *, exclude: set[str], min_share: float = 0.3) -> str | None:
         """The single title word much more common in `node` than in `other` (None: all the other clusters), as the
@@ -167,7 +198,7 @@ class Hierarchy:
         if merge_duplicates:
             groups = self._merge_duplicates(nodes, named)
         out = []
-        for members in groups:
+        for members in groups:  # the first member is the one that names the proposal
             parts = [nodes[i] for i in members]
             leaves = sorted(int(self.tree_.leaf_ids[leaf]) for n in parts for leaf in self.tree_.leaves_under(n))
             head = named[members[0]]
@@ -189,8 +220,9 @@ class Hierarchy:
         return {"node": int(node), "name": name, "leaves": leaves, "size": int(self.tree_.sizes[node])}
 
     def _merge_duplicates(self, nodes: list[int], named: list[dict]) -> list[list[int]]:
-        """Index groups of `nodes`: a node whose best name an earlier node took joins it when that node is its
-        nearest by cosine among `nodes`."""
+        """Index groups of `nodes` (each led by the node that names it): a node whose best name an earlier node took
+        joins it when that node is among its `duplicate_neighbours` nearest by cosine among `nodes`; a node without a
+        name of its own (its titles name no type: "Men Black Shoes") joins its nearest sibling that has one."""
         if len(nodes) < 2:
             return [[i] for i in range(len(nodes))]
         S = self.sums_[nodes]
@@ -200,11 +232,15 @@ class Hierarchy:
         owner = list(range(len(nodes)))
         for i, entry in enumerate(named):
             j = entry["duplicate_of"]
-            if j is not None and int(np.argmax(sims[i])) == j:
+            if j is not None and j in np.argsort(-sims[i])[: self.duplicate_neighbours]:
+                owner[i] = owner[j]
+        for i, entry in enumerate(named):
+            j = entry.get("nearest_named") if self.merge_typeless else None
+            if j is not None:
                 owner[i] = owner[j]
         groups: dict[int, list[int]] = {}
         for i, o in enumerate(owner):
-            groups.setdefault(o, []).append(i)
+            groups.setdefault(o, [o]).extend([i] if i != o else [])
         return list(groups.values())
 
     def labels_at(self, k: int | None = None, *, merge_duplicates: bool = False) -> np.ndarray:
@@ -238,10 +274,16 @@ class Hierarchy:
 
     @classmethod
     def restore(
-        cls, data: dict, labels: np.ndarray, titles: list[str] | None, *, brands: list[str | None] | None = None
+        cls,
+        data: dict,
+        labels: np.ndarray,
+        titles: list[str] | None,
+        *,
+        brands: list[str | None] | None = None,
+        descriptions: list[str] | None = None,
     ) -> Hierarchy:
-        """The hierarchy of `as_dict` again, over the same products' leaf `labels` and titles (a level can then be
-        shown or stored at any k without re-running discovery)."""
+        """The hierarchy of `as_dict` again, over the same products' leaf `labels`, titles (and descriptions, as `fit`
+        was given them): a level can then be shown or stored at any k without re-running discovery."""
         hier = cls(linkage=data["linkage"], represent=data["represent"], default=data["default_rule"])
         hier.node_name, hier.taken = data.get("node_name", ""), list(data.get("taken", []))
         hier.k_max = max(int(k) for k in data["levels"]) if data.get("levels") else hier.k_max
@@ -250,12 +292,12 @@ class Hierarchy:
         hier.default_k_ = int(data["default_k"])
         hier.sums_ = np.asarray(data["directions"], dtype=np.float64)
         hier.ranked_, hier.counts_ = {}, None
-        hier._rank(titles, brands)
+        hier._rank(titles, brands, descriptions)
         return hier
 
-    def _rank(self, titles: list[str] | None, brands: list[str | None] | None) -> None:
+    def _rank(self, titles: list[str] | None, brands: list[str | None] | None, descriptions: list[str] | None) -> None:
         if titles is None or not self.tree_.n_leaves:
             return
-        self.counts_ = self.namer.count(list(titles), self.labels_, brands=brands)
+        self.counts_ = self.namer.count(list(titles), self.labels_, brands=brands, descriptions=descriptions)
         for node in range(len(self.sums_)):
             self.ranked_[node] = self.namer.ranked(self.counts_, self.tree_.leaves_under(node), node_name=self.node_name)

@@ -361,6 +361,19 @@ def title_words(title: str, drop: set[str]) -> list[str]:
     return [w for w in WORD.findall(title.lower().replace("'s", " ")) if len(w) > 1 and w not in drop and not w.isdigit()]
 
 
+_LEAD_END = re.compile(r"[.,;:!?(]|\s(?:in|with|of|made|for|from|featuring|and|by|that|to|on|at)\s", re.IGNORECASE)
+
+
+def lead_phrase(description: str | None, *, max_words: int = 5) -> str:
+    """The phrase a product description opens with, up to its first preposition or punctuation ("Jumper in a soft
+    knit" -> "Jumper", "Long-sleeved sports top in fast-drying fabric" -> "Long-sleeved sports top"): descriptions
+    that name the product type first (H&M's do) name it there even when the title is a style name ("Nils"); "" when
+    the opening runs past `max_words` words (a sentence, not a product phrase)."""
+    text = (description or "").strip()
+    lead = _LEAD_END.split(f"{text} ", maxsplit=1)[0].strip()
+    return lead if 0 < len(lead.split()) <= max_words else ""
+
+
 @dataclass
 class Candidate:
     """One candidate name of a group: its lemma key, how it reads, and its score."""
@@ -423,10 +436,17 @@ class GroupNamer:
         return found, tail
 
     def count(
-        self, titles: list[str], labels: np.ndarray, *, brands: list[str | None] | None = None, min_count: int = 3
+        self,
+        titles: list[str],
+        labels: np.ndarray,
+        *,
+        brands: list[str | None] | None = None,
+        descriptions: list[str] | None = None,
+        min_count: int = 3,
     ) -> PhraseCounts:
         """Phrase counts per cluster of `labels` (noise left out), each title without its product's brand (`brands`,
-        aligned with `titles`): see `PhraseCounts`."""
+        aligned with `titles`); with `descriptions`, the phrases of each description's opening (`lead_phrase`) count
+        as the product's too (once per product): see `PhraseCounts`."""
         from collections import Counter
 
         labels = np.asarray(labels)
@@ -435,10 +455,14 @@ class GroupNamer:
         df: dict[str, Counter] = {}
         tail: dict[str, Counter] = {}
         surface: dict[str, Counter] = {}
-        for title, lab, brand in zip(titles, labels, brands or [None] * len(titles)):
+        leads = [lead_phrase(d) for d in descriptions] if descriptions is not None else [""] * len(titles)
+        for title, lab, brand, lead in zip(titles, labels, brands or [None] * len(titles), leads):
             if lab == NOISE:
                 continue
             found, tails = self.phrases(title, brand)
+            if lead:
+                more, more_tails = self.phrases(lead, brand)
+                found, tails = found | more, tails | more_tails
             for bucket, phrases in ((df, found), (tail, tails)):
                 for key, text in {" ".join(lemma(w) for w in p): " ".join(p) for p in phrases}.items():
                     bucket.setdefault(key, Counter())[row[int(lab)]] += 1

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.discover.clustering import NOISE, CascadeClusterer, purity_score
+from core.discover.clustering import NOISE, CascadeClusterer, density_validity, prefer_raw, purity_score
 from core.discover.naming import ClusterNamer, ClusterSummary
 from core.discover.projection import UMAPReducer
 from core.discover.simclr import SimCLRHead
@@ -90,9 +90,15 @@ class DiscoveryPipeline:
         namer: default ClusterNamer().
         cache_dir: where default UMAP stages cache their results (None: no cache).
         seed: seed of the default stages.
+        raw_fallback: also project the raw embeddings (no head) and, when they cluster better by a label-free
+            score (`core.discover.clustering.prefer_raw`), cluster those as the plain pipeline does (HDBSCAN only)
+            instead; "default" (a 10-D UMAP), a reducer, or None (always the head's space; the default, and so the
+            catalogue map's; node discovery turns it on: `core.discover.features.make_pipeline`).
 
-    After `fit`: `embedding_` (N, d_head), `low_` (N, d_low), `coords_` (N, 2) or None,
-    `labels_` (N,), `summaries_` (list of ClusterSummary), `timings_` {stage: seconds}.
+    After `fit`: `embedding_` (N, d_head; the unit raw embeddings when the raw space was chosen), `low_` (N, d_low),
+    `coords_` (N, 2) or None, `labels_` (N,), `summaries_` (list of ClusterSummary), `timings_` {stage: seconds},
+    `space_` ("head" or "raw"), `space_scores_` {space: (DBCV, persistence)} ({} without a fallback), and when the
+    raw space was chosen `head_space_` (the head's embedding and projection it set aside).
     """
 
     def __init__(
@@ -105,8 +111,12 @@ class DiscoveryPipeline:
         namer=None,
         cache_dir: str | Path | None = None,
         seed: int = 0,
+        raw_fallback=None,
     ):
         self.head = head if head is not None else SimCLRHead(seed=seed)
+        if raw_fallback == "default":
+            raw_fallback = UMAPReducer(n_components=10, seed=seed, cache_dir=cache_dir)
+        self.raw_fallback = raw_fallback
         self.reducer = reducer or UMAPReducer(n_components=10, seed=seed, cache_dir=cache_dir)
         if view_reducer == "default":
             view_reducer = UMAPReducer(n_components=2, min_dist=0.1, seed=seed, cache_dir=cache_dir)
@@ -137,8 +147,9 @@ class DiscoveryPipeline:
         X = emb if emb is not None else np.concatenate(list(views.values()), axis=1)
         self.embedding_ = self._timed("head", lambda: self.head.fit(emb, views=views).transform(X))
         self.low_ = self._timed("reduce", lambda: self.reducer.fit_transform(self.embedding_))
+        clusterer = self._choose_space(X) if self.raw_fallback is None else self._timed("space", lambda: self._choose_space(X))
         self.coords_ = self._timed("view", self._view) if self.view_reducer is not None else None
-        self.labels_ = self._timed("cluster", lambda: self.clusterer.fit(self.low_, embeddings=X).labels_)
+        self.labels_ = self._timed("cluster", lambda: clusterer.fit(self.low_, embeddings=X).labels_)
         self.summaries_: list[ClusterSummary] = self._timed(
             "name",
             lambda: self.namer.fit(docs, self.labels_, embeddings=X, known_labels=known_labels).summaries_,
@@ -148,6 +159,26 @@ class DiscoveryPipeline:
     def fit_predict(self, emb: np.ndarray | None, **kwargs) -> np.ndarray:
         """`fit` then return `labels_`: (N,) int, -1 unassigned."""
         return self.fit(emb, **kwargs).labels_
+
+    def _choose_space(self, X: np.ndarray):
+        """The clusterer for the chosen space; switches `embedding_` and `low_` to the raw space when it wins."""
+        self.space_, self.space_scores_ = ("raw" if isinstance(self.head, Identity) else "head"), {}
+        if self.raw_fallback is None or isinstance(self.head, Identity):
+            return self.clusterer
+        raw = Identity().transform(X)
+        raw_low = self.raw_fallback.fit_transform(raw)
+        size = self.clusterer.min_cluster_size or max(10, round(0.01 * len(X)))
+        self.space_scores_ = {
+            "head": density_validity(self.low_, min_cluster_size=size),
+            "raw": density_validity(raw_low, min_cluster_size=size),
+        }
+        if not prefer_raw(self.space_scores_["head"], self.space_scores_["raw"]):
+            return self.clusterer
+        self.head_space_ = (self.embedding_, self.low_)  # what was set aside, for a benchmark to score it too
+        self.space_, self.embedding_, self.low_ = "raw", raw, raw_low
+        return CascadeClusterer(
+            min_cluster_size=size, max_depth=0, noise_radius=None, max_unassigned=None, seed=self.clusterer.seed
+        )
 
     def _view(self) -> np.ndarray:
         return self.view_reducer.fit_transform(self.embedding_)

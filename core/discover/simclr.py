@@ -217,7 +217,7 @@ class SimCLRHead:
             self.model_ = build_mlp(X.shape[1], self.hidden, self.out_dim).to(device)
         gen = torch.Generator(device=device).manual_seed(self.seed)
         data = torch.from_numpy(X).to(device)
-        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=True)
         with torch_threads(self.threads):
             self.loss_history_ = [self._epoch(data, bounds, opt, gen) for _ in range(self.epochs_for(len(X)))]
         self.model_.eval()

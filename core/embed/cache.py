@@ -191,6 +191,7 @@ def cached_embed(
     device=None,
     progress=None,
     image_key: str = "content",
+    engine=None,
 ) -> CachedEmbeddings:
     """Embeds `items` with `encoder`, reusing cached vectors; only new or changed inputs are embedded.
 
@@ -201,6 +202,8 @@ def cached_embed(
         cache_dir: cache root (default `data_dir()/embeddings`).
         batch_size, device, progress: passed to `encoder.embed_masked` (progress counts misses only).
         image_key: "content" or "stat" (see `content_keys`).
+        engine: None (embed here) or an engine of `core.engine` that embeds the chunks of misses elsewhere
+            (`engine.embed_chunks`); the vectors are stored here either way, chunk by chunk.
 
     Returns:
         `CachedEmbeddings` with vectors `(N, D) float32`, ok `(N,) bool`, hits, misses.
@@ -212,18 +215,30 @@ def cached_embed(
     missing = np.flatnonzero(~found & np.array([k is not None for k in keys], bool))
     if len(missing):
         _fill_missing(
-            encoder, items, keys, missing, cache, vectors, found, batch_size=batch_size, device=device, progress=progress
+            encoder,
+            items,
+            keys,
+            missing,
+            cache,
+            vectors,
+            found,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            engine=engine,
         )
     return CachedEmbeddings(vectors, found, hits, len(keys) - hits)
 
 
 def _fill_missing(
-    encoder, items, keys, rows, cache, vectors, found, *, progress=None, chunk: int = 2048, **embed_options
+    encoder, items, keys, rows, cache, vectors, found, *, progress=None, chunk: int = 2048, engine=None, **embed_options
 ) -> None:
     """Embeds each distinct missing key once, stores the successes, fills `vectors`/`found` in place.
 
     Works in chunks of `chunk` distinct inputs, each stored as its own shard as soon as it is done, so an
-    interrupted run keeps what it finished (the next run embeds only the rest).
+    interrupted run keeps what it finished (the next run embeds only the rest). With an `engine`, the chunks are
+    embedded there (`engine.embed_chunks(encoder, chunks, **embed_options)` yields (chunk number, vectors, ok) in
+    any order), each exactly as `encoder.embed_masked` embeds it here: the same chunks, so the same vectors.
     """
     first: dict[str, int] = {}
     for i in rows:
@@ -231,12 +246,27 @@ def _fill_missing(
     unique = list(first.values())
     new = np.zeros((len(unique), cache.dim), np.float32)
     ok = np.zeros(len(unique), bool)
-    for start in range(0, len(unique), chunk):
-        part = unique[start : start + chunk]
-        tick = None if progress is None else (lambda done, _total, s=start: progress(s + done, len(unique)))
-        vecs, good = encoder.embed_masked([items[i] for i in part], progress=tick, **embed_options)
+    parts = [unique[start : start + chunk] for start in range(0, len(unique), chunk)]
+    if engine is None:
+        results = _embed_here(encoder, items, parts, chunk, len(unique), progress=progress, **embed_options)
+    else:
+        results = engine.embed_chunks(encoder, [[items[i] for i in part] for part in parts], **embed_options)
+    done = 0
+    for c, vecs, good in results:
+        part, start = parts[c], c * chunk
         cache.add([keys[i] for i, g in zip(part, good) if g], vecs[good])
         new[start : start + len(part)], ok[start : start + len(part)] = vecs, good
+        done += len(part)
+        if engine is not None and progress is not None:
+            progress(done, len(unique))
     slot = {keys[i]: j for j, i in enumerate(unique)}
     idx = np.array([slot[keys[i]] for i in rows])
     vectors[rows], found[rows] = new[idx], ok[idx]
+
+
+def _embed_here(encoder, items, parts, chunk: int, total: int, *, progress=None, **embed_options):
+    """(chunk number, vectors, ok) of each chunk of `parts` (lists of rows of `items`), embedded in this process."""
+    for c, part in enumerate(parts):
+        tick = None if progress is None else (lambda done, _total, s=c * chunk: progress(s + done, total))
+        vecs, good = encoder.embed_masked([items[i] for i in part], progress=tick, **embed_options)
+        yield c, vecs, good

@@ -108,6 +108,19 @@ def load_image(path: str | Path):
         return None
 
 
+def config_hidden_size(model: str, revision: str | None = None) -> int:
+    """`hidden_size` of a transformers checkpoint: read from its folder's config.json when `model` is a local folder
+    (importing transformers only for the width took 15 s of a page's first render), else through `AutoConfig`."""
+    config = Path(model) / "config.json"
+    if config.is_file():
+        size = json.loads(config.read_text()).get("hidden_size")
+        if isinstance(size, int):
+            return size
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model, revision=revision).hidden_size
+
+
 class Encoder:
     """Base class: batching, device handling, ordering, normalisation, progress.
 
@@ -252,9 +265,7 @@ class HFTextEncoder(Encoder):
         self._tokenizer = None
 
     def _config_dim(self) -> int:
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(self.model, revision=self.revision).hidden_size
+        return config_hidden_size(self.model, self.revision)
 
     def _load(self, device: str) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -509,9 +520,7 @@ class ViTEncoder(ImageEncoder):
         self._processor = None
 
     def _config_dim(self) -> int:
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(self.model, revision=self.revision).hidden_size
+        return config_hidden_size(self.model, self.revision)
 
     def _load(self, device: str) -> None:
         from transformers import AutoImageProcessor, ViTModel

@@ -76,10 +76,11 @@ def embed_catalogue(
     batch_size: int = 64,
     device=None,
     progress: StageProgress | None = None,
+    engine=None,
 ) -> Features:
     """Embed every product's title, photo (where present) and, with `descriptions`, title + description.
 
-    Cached vectors are reused.
+    Cached vectors are reused; the missing ones are embedded here, or by `engine` (`core.engine`: Ray actors).
 
     Returns:
         Features with blocks "title" (and "text") `(N, D_t)` and "image" `(N, D_i)` (zeros and mask False
@@ -92,7 +93,9 @@ def embed_catalogue(
         encoder = get_encoder(name)
         tick = (lambda done, total, m=modality: progress(f"embed {m}", done, total)) if progress else None
         started = time.perf_counter()
-        result = cached_embed(encoder, items, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=tick)
+        result = cached_embed(
+            encoder, items, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=tick, engine=engine
+        )
         seconds = time.perf_counter() - started
         block = np.zeros((len(cat), encoder.dim), np.float32)
         mask = np.zeros(len(cat), bool)

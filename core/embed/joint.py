@@ -129,7 +129,9 @@ class JointAligner:
         device = self.model_.logit_scale.device
         t = torch.as_tensor(np.asarray(text_emb, np.float32), device=device)
         v = torch.as_tensor(np.asarray(image_emb, np.float32), device=device)
-        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.params["lr"], weight_decay=self.params["weight_decay"])
+        opt = torch.optim.AdamW(
+            self.model_.parameters(), lr=self.params["lr"], weight_decay=self.params["weight_decay"], foreach=True
+        )
         rng = np.random.default_rng(self.params["seed"])
         self.history_ = [self._epoch(t, v, opt, rng) for _ in range(self.params["epochs"])]
         self.model_.eval()

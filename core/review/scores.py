@@ -121,9 +121,13 @@ def out_of_fold_marginals(
     folds: int = 4,
     seed: int = 0,
     progress: Progress | None = None,
+    engine=None,
     **options,
 ):
     """Per level `(N, n_L)` marginal probabilities, each row predicted by the model of the fold that held it out.
+
+    `engine`: None (the folds one after another here) or an engine of `core.engine` that runs `fold_marginals` of
+    each fold elsewhere (`engine.run_folds(fn, args, folds)` yields (fold, result) in any order): the same models.
 
     Returns:
         (tree, marginals).
@@ -133,19 +137,27 @@ def out_of_fold_marginals(
     tree = TaxonomyTree.from_paths(labels)
     fold = fold_ids(labels, folds, seed)
     marginals = [np.zeros((len(labels), size), np.float32) for size in tree.sizes]
-    modalities = list(X)
-    for k in range(folds):
-        train, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        clf = HierarchicalClassifier(
-            fusion="early", modalities=modalities, tree=tree, seed=seed + k, **{**TRAIN_OPTIONS, **options}
-        )
-        clf.fit({m: X[m][train] for m in modalities}, [labels[i] for i in train], masks={m: masks[m][train] for m in modalities})
-        probs = clf.predict_proba({m: X[m][held] for m in modalities}, masks={m: masks[m][held] for m in modalities})
+    args = (X, masks, labels, tree, fold, seed, {**TRAIN_OPTIONS, **options})  # settings resolved here, where they are set
+    if engine is None:
+        runs = ((k, fold_marginals(k, *args)) for k in range(folds))
+    else:
+        runs = engine.run_folds(fold_marginals, args, folds)
+    for done, (k, probs) in enumerate(runs, 1):
+        held = np.flatnonzero(fold == k)
         for level, p in enumerate(probs):
             marginals[level][held] = p
         if progress:
-            progress("out-of-fold models", k + 1, folds)
+            progress("out-of-fold models", done, folds)
     return tree, marginals
+
+
+def fold_marginals(k: int, X, masks, labels, tree, fold: np.ndarray, seed: int, options: dict) -> list[np.ndarray]:
+    """Per level marginals of the rows of fold `k` under a model (seed `seed + k`) fitted on the other folds' rows."""
+    modalities = list(X)
+    train, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+    clf = HierarchicalClassifier(fusion="early", modalities=modalities, tree=tree, seed=seed + k, **options)
+    clf.fit({m: X[m][train] for m in modalities}, [labels[i] for i in train], masks={m: masks[m][train] for m in modalities})
+    return clf.predict_proba({m: X[m][held] for m in modalities}, masks={m: masks[m][held] for m in modalities})
 
 
 def issue_scores(tree, marginals: list[np.ndarray], labels: list[tuple[str, ...]]) -> IssueScores:
@@ -211,6 +223,7 @@ def review_features(
     projector: TfidfProjector | None = None,
     device=None,
     progress: Progress | None = None,
+    engine=None,
 ):
     """(X, masks, encoder ids) of the review model: cached title and photo embeddings from the encoders of `choice`
     (default: the recorded choice; no photo block when it has no image encoder), and a TF-IDF projection of the titles.
@@ -220,7 +233,7 @@ def review_features(
     label).
     """
     choice = choice or chosen_encoders()
-    feats = embed_catalogue(cat, **choice.kwargs(), device=device, progress=progress)
+    feats = embed_catalogue(cat, **choice.kwargs(), device=device, progress=progress, engine=engine)
     if any(t.strip() for t in cat.titles):
         projector = projector or TfidfProjector(dim=256, seed=seed).fit(cat.titles)
         feats.blocks["tfidf"] = projector.transform(cat.titles)
@@ -235,14 +248,19 @@ def review_features(
     return {m: feats.blocks[m] for m in modalities}, {m: feats.masks[m] for m in modalities}, feats.encoder_ids
 
 
-def score_catalogue(cat, *, folds: int = 4, seed: int = 0, device=None, progress: Progress | None = None, features=None):
-    """Issue scores of every product of `cat` labelled at a leaf (`Catalogue.trainable`).
+def score_catalogue(
+    cat, *, folds: int = 4, seed: int = 0, device=None, progress: Progress | None = None, features=None, engine=None
+):
+    """Issue scores of every product of `cat` labelled at a leaf (`Catalogue.trainable`); `engine`: where the folds
+    run (see `out_of_fold_marginals`).
 
     Returns:
         (rows, IssueScores): the scored row indices of `cat` and their scores.
     """
     rows = np.flatnonzero(cat.trainable)
-    X, masks, _ = features if features is not None else review_features(cat, seed=seed, device=device, progress=progress)
+    if features is None:
+        features = review_features(cat, seed=seed, device=device, progress=progress, engine=engine)
+    X, masks, _ = features
     labels = [cat.labels[i] for i in rows]
     tree, marginals = out_of_fold_marginals(
         {m: x[rows] for m, x in X.items()},
@@ -251,6 +269,7 @@ def score_catalogue(cat, *, folds: int = 4, seed: int = 0, device=None, progress
         folds=folds,
         seed=seed,
         progress=progress,
+        engine=engine,
     )
     return rows, issue_scores(tree, marginals, labels)
 

@@ -32,8 +32,13 @@ def bundle_choice(bundle: ModelBundle, log: Log) -> EncoderChoice:
     return trained
 
 
-def predict(db_url: str, *, force: bool = False, device=None, progress: Progress | None = None, log: Log = print) -> int:
-    """Predict every product with the active model version and store the predictions; returns how many."""
+def predict(
+    db_url: str, *, force: bool = False, device=None, progress: Progress | None = None, log: Log = print, engine=None
+) -> int:
+    """Predict every product with the active model version and store the predictions; returns how many.
+
+    `engine`: None (here) or a `core.engine` engine that embeds the missing vectors and runs the cascade in batches
+    (`engine.predict`); the predictions are stored here either way."""
     factory = get_sessionmaker(db_url)
     with factory() as s:
         version = preds.active_model_version(s)
@@ -45,12 +50,12 @@ def predict(db_url: str, *, force: bool = False, device=None, progress: Progress
     if done == len(cat) and params.get("predicted_key") == data_key(cat, params["encoders"]) and not force:
         log(f"model version #{version_id} already predicted all {done} products: nothing to do")
         return 0
-    bundle = ModelBundle.load(artifact, device=device, params=params)
+    bundle = ModelBundle.load(artifact, device=device if engine is None else "cpu", params=params)  # Ray: CPU actors
     reads_text = bool(bundle.manifest.modalities.get("text", True))  # then every product gets a title block
     feats = catalogue_features(
-        cat, choice=bundle_choice(bundle, log), titles=reads_text or None, device=device, progress=progress
+        cat, choice=bundle_choice(bundle, log), titles=reads_text or None, device=device, progress=progress, engine=engine
     )
-    result = bundle.predict(cat, feats)
+    result = bundle.predict(cat, feats) if engine is None else engine.predict(bundle, cat, feats)
     rows = prediction_rows(factory, bundle.manifest.node_ids, bundle.tree, cat.product_ids, result)
     with transaction(factory) as s:
         preds.replace_predictions(s, model_version_id=version_id, rows=rows)

@@ -66,10 +66,12 @@ def run_review(
     device=None,
     progress: Progress | None = None,
     log: Callable[[str], None] = print,
+    engine=None,
 ) -> int:
     """Score every labelled product of the database and replace the open review queue; returns its length.
 
-    The title and photo features come from the encoders of `choice` (default: the recorded choice).
+    The title and photo features come from the encoders of `choice` (default: the recorded choice). `engine`: None
+    (here) or a `core.engine` engine that embeds the missing vectors and fits the out-of-fold models.
     """
     factory = get_sessionmaker(db_url)
     choice, projector, source = review_inputs(factory, choice=choice, device=device)
@@ -79,10 +81,14 @@ def run_review(
         cat = load_catalogue(s)
         node_ids = dict(s.execute(select(TaxonomyNode.path, TaxonomyNode.id)).all())
     record.stage("load")
-    features = review_features(cat, seed=seed, choice=choice, projector=projector, device=device, progress=progress)
+    features = review_features(
+        cat, seed=seed, choice=choice, projector=projector, device=device, progress=progress, engine=engine
+    )
     encoder_ids = features[2]
     record.stage("features")
-    rows, scores = score_catalogue(cat, folds=folds, seed=seed, device=device, progress=progress, features=features)
+    rows, scores = score_catalogue(
+        cat, folds=folds, seed=seed, device=device, progress=progress, features=features, engine=engine
+    )
     items = queue_rows(cat, rows, scores, node_ids)
     record.stage("scores")
     key = content_key(cat.product_ids, cat.labels, encoder_ids, record.settings)

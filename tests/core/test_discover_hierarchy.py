@@ -166,3 +166,52 @@ def test_hierarchy_of_one_cluster_or_none_and_without_titles():
     assert len(level) == 1 and level[0]["size"] == len(labels) and level[0]["name"] == "Other Shoes"
     photos = Hierarchy(k_min=2, k_max=7).fit(X, labels, None)  # photos only: the tree merges by the vectors
     assert photos.default_k_ == 3 and len(photos.level()) == 3
+
+
+def four_directions(per_leaf: dict[int, int], *, seed: int = 0):
+    """Products around four leaf directions: A = e0, B between A and C but nearer C (cosine 0.6 to A, 0.8 to C),
+    C = e1, D = e2 (far from all). Returns X (N, 8) and leaf labels (N,)."""
+    rng = np.random.default_rng(seed)
+    dirs = np.zeros((4, 8))
+    dirs[0, 0], dirs[1, :2], dirs[2, 1], dirs[3, 2] = 1.0, (0.6, 0.8), 1.0, 1.0
+    labels = np.repeat(np.arange(4), [per_leaf[i] for i in range(4)])
+    X = dirs[labels] + 0.01 * rng.standard_normal((len(labels), 8))
+    return X.astype(np.float32), labels
+
+
+def test_a_duplicate_name_joins_the_group_that_took_it_when_it_is_among_its_nearest():
+    # A and B are both titled "Heels"; B's nearest group is C ("Running Shoes"), A is its second nearest
+    X, labels = four_directions({0: 30, 1: 20, 2: 25, 3: 24})
+    titles = {0: "Heels", 1: "Heels", 2: "Running Shoes", 3: "Formal Shoes"}
+    names = [titles[int(v)] for v in labels]
+    only_nearest = Hierarchy(node_name="Shoes", duplicate_neighbours=1).fit(X, labels, names).level(4)
+    assert len(only_nearest) == 4 and not any(g["parts"] for g in only_nearest)
+    among_three = Hierarchy(node_name="Shoes", duplicate_neighbours=3).fit(X, labels, names).level(4)
+    heels = [g for g in among_three if g["name"] == "Heels"]
+    assert len(among_three) == 3 and len(heels) == 1
+    assert heels[0]["leaves"] == [0, 1] and heels[0]["size"] == 50 and len(heels[0]["parts"]) == 2
+
+
+def test_a_group_without_a_type_word_is_a_part_of_its_nearest_named_group_only_when_asked():
+    # B's titles name no type ("Men Black Shoes" under Shoes); its nearest named group is C
+    X, labels = four_directions({0: 30, 1: 20, 2: 25, 3: 24})
+    titles = {0: ["Heels"], 1: ["Men Black Shoes", "Men Navy Shoes", "Men Brown Shoes"], 2: ["Men Running Shoes"]}
+    titles[3] = ["Men Formal Shoes"]
+    names = [titles[int(v)][i % len(titles[int(v)])] for i, v in enumerate(labels)]
+    apart = Hierarchy(node_name="Shoes").fit(X, labels, names).level(4)
+    assert sorted(g["name"] for g in apart) == ["Formal Shoes", "Heels", "Other Shoes", "Running Shoes"]
+    joined = Hierarchy(node_name="Shoes", merge_typeless=True).fit(X, labels, names).level(4)
+    running = [g for g in joined if g["name"] == "Running Shoes"]
+    assert len(joined) == 3 and running[0]["leaves"] == [1, 2]
+    assert [p["name"] for p in running[0]["parts"]] == ["Running Shoes", "Other Shoes"]
+
+
+def test_descriptions_name_the_levels_only_when_the_hierarchy_is_told_to_use_them():
+    X, labels = four_directions({0: 10, 1: 10, 2: 10, 3: 10})
+    titles = [f"Style {i}" for i in range(len(labels))]
+    types = {0: "Jumper", 1: "Cardigan", 2: "T-shirt", 3: "Blouse"}
+    descriptions = [f"{types[int(v)]} in soft cotton." for v in labels]
+    used = Hierarchy(node_name="Upper body", use_descriptions=True).fit(X, labels, titles, descriptions=descriptions)
+    assert sorted(g["name"] for g in used.level(4)) == ["Blouses", "Cardigans", "Jumpers", "T-Shirts"]
+    ignored = Hierarchy(node_name="Upper body").fit(X, labels, titles, descriptions=descriptions)
+    assert not {"Blouses", "Cardigans", "Jumpers", "T-Shirts"} & {g["name"] for g in ignored.level(4)}

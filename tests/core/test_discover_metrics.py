@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from core.bench.discovery import major_types
+from core.bench.discovery import major_types, proposal_label
 from core.discover.metrics import level_scores, name_accuracy, unassigned_as_group
 
 
@@ -54,3 +54,9 @@ def test_major_types_counts_types_with_two_percent_of_the_products():
     truth = np.array(["a"] * 60 + ["b"] * 39 + ["c"])  # c holds 1%
     assert major_types(truth) == 2
     assert major_types(np.array(["x"])) == 1
+
+
+def test_proposal_label_lists_the_parts_of_a_merged_proposal():
+    assert proposal_label({"name": "Heels", "parts": []}) == "Heels"
+    parts = [{"name": "Heels", "node": 3}, {"name": "Peep Toes", "node": 5}]
+    assert proposal_label({"name": "Heels", "parts": parts}) == "Heels (Heels + Peep Toes)"

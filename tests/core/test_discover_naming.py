@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.discover.naming import Candidate, GroupNamer, distinct_names, lemma, name_key, plural, title_case
+from core.discover.naming import Candidate, GroupNamer, distinct_names, lead_phrase, lemma, name_key, plural, title_case
 
 
 def names_of(titles_by_group: list[list[str]], **kw) -> list[str]:
@@ -154,3 +154,24 @@ def test_duplicates_are_qualified_by_the_separating_word():
         [[cand("Sports Shoes")], [cand("Sports Shoes")]], qualify=lambda i, j, best: f"Women {best.text}" if i == 1 else None
     )
     assert [n["name"] for n in named] == ["Sports Shoes", "Women Sports Shoes"]
+
+
+def test_lead_phrase_is_the_description_opening_up_to_its_first_preposition():
+    assert lead_phrase("Jumper in a soft knit with ribbing.") == "Jumper"
+    assert lead_phrase("Long-sleeved sports top in fast-drying fabric.") == "Long-sleeved sports top"
+    assert lead_phrase("Cardigan, soft and warm") == "Cardigan"
+    # an opening longer than a product phrase (a sentence) and an empty description give nothing
+    assert lead_phrase("Stylish everyday sneakers look great every single day.") == ""
+    assert lead_phrase("") == "" and lead_phrase(None) == ""
+
+
+def test_descriptions_name_groups_whose_titles_are_style_names():
+    # titles are style names that never repeat ("Nils0"): only the descriptions' openings say what the products are
+    titles = [f"{name}{i}" for i, name in enumerate(["Nils"] * 6 + ["Mike"] * 6)]
+    descriptions = ["Jumper in a soft knit."] * 6 + ["T-shirt in cotton jersey."] * 6
+    labels = np.repeat([0, 1], 6)
+    namer = GroupNamer()
+    with_desc = namer.count(titles, labels, descriptions=descriptions, min_count=1)
+    assert [namer.ranked(with_desc, [g])[0].text for g in (0, 1)] == ["Jumpers", "T-Shirts"]
+    without = namer.count(titles, labels, min_count=1)
+    assert not {"jumper", "tshirt"} & {c.key for g in (0, 1) for c in namer.ranked(without, [g])}

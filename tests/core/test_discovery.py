@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.discover.clustering import CascadeClusterer
+from core.discover.clustering import CascadeClusterer, density_validity, prefer_raw
 from core.discover.naming import ClusterNamer
 from core.discover.pipeline import ClusterScores, DiscoveryPipeline, Identity, plain_pipeline, score_clusters
 from core.discover.projection import PCAReducer, UMAPReducer
@@ -84,3 +84,57 @@ def test_pipeline_accepts_modality_views(shop):
     head = SimCLRHead(out_dim=16, hidden=32, epochs=3, batch_size=64)
     pipe = DiscoveryPipeline(head=head, reducer=PCAReducer(n_components=5), view_reducer=None).fit(None, views=views)
     assert head.blocks == (32, 16) and pipe.embedding_.shape == (240, 16)
+
+
+class NoiseHead:
+    """A head that forgets its input: seeded Gaussian noise, as a head that learnt nothing of the types would give."""
+
+    def fit(self, X, *, views=None):
+        return self
+
+    def transform(self, X):
+        return np.random.default_rng(0).standard_normal((len(X), 16)).astype(np.float32)
+
+
+class CopyHead:
+    """A head that gives the raw space itself (unit rows) without being `Identity`: the pipeline still weighs the raw
+    space against it, and a tie keeps the head."""
+
+    def fit(self, X, *, views=None):
+        return self
+
+    def transform(self, X):
+        return Identity().transform(X)
+
+
+def test_density_validity_scores_blobs_above_noise_and_prefer_raw_needs_a_win():
+    X, _ = blobs(n_per=60, k=4, dim=8, spread=0.3, seed=1)
+    noise = np.random.default_rng(1).uniform(-1, 1, size=X.shape).astype(np.float32)
+    clear, unclear = density_validity(X, min_cluster_size=20), density_validity(noise, min_cluster_size=20)
+    assert clear[0] > unclear[0] and clear[1] > unclear[1] and clear[2] == 4
+    assert prefer_raw(unclear, clear) and not prefer_raw(clear, unclear)
+    assert not prefer_raw(clear, clear)  # a tie keeps the head
+    assert prefer_raw((0.5, 0.1, 6), (0.4, 0.2, 6)) and prefer_raw((0.5, 0.1, 6), (0.6, 0.0, 6))  # either score is enough
+    assert not prefer_raw((0.3, 0.3, 6), (0.5, 0.4, 2))  # a raw space of too few clusters never wins
+
+
+def test_pipeline_falls_back_to_the_raw_space_when_the_head_loses_the_structure(shop):
+    X, y, _ = shop
+    kw = {"reducer": PCAReducer(n_components=5), "view_reducer": None, "raw_fallback": PCAReducer(n_components=5)}
+    clusterer = CascadeClusterer(min_cluster_size=20, max_unassigned=None)
+    lost = DiscoveryPipeline(head=NoiseHead(), clusterer=clusterer, **kw).fit(X)
+    assert lost.space_ == "raw" and set(lost.space_scores_) == {"head", "raw"}
+    np.testing.assert_allclose(lost.embedding_, X / np.linalg.norm(X, axis=1, keepdims=True), atol=1e-6)
+    assert score_clusters(lost.labels_, y).purity == 1.0 and "space" in lost.timings_
+    kept = DiscoveryPipeline(head=CopyHead(), clusterer=CascadeClusterer(min_cluster_size=20), **kw).fit(X)
+    assert kept.space_ == "head" and kept.embedding_.shape == X.shape
+    none = DiscoveryPipeline(head=NoiseHead(), reducer=PCAReducer(n_components=5), view_reducer=None).fit(X)
+    assert none.space_ == "head" and none.space_scores_ == {} and "space" not in none.timings_
+
+
+def test_node_pipeline_weighs_the_raw_space_only_for_two_view_features(tmp_path):
+    from core.discover.features import make_pipeline
+
+    kw = {"brands": [], "taxonomy_names": [], "cache_dir": tmp_path, "n": 500}
+    assert make_pipeline(blocks=(384, 384), **kw).raw_fallback is not None  # title | title + description
+    assert make_pipeline(blocks=(1280,), **kw).raw_fallback is None  # photos only

@@ -174,3 +174,16 @@ def test_clip_towers_load_a_saved_checkpoint(tmp_path):
     pixels = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
     with torch.no_grad():
         np.testing.assert_allclose(vectors[:2], l2_normalize(original.encode_image(pixels).numpy()), atol=1e-5)
+
+
+def test_the_width_of_a_local_checkpoint_is_read_from_its_config_without_importing_transformers(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "config.json").write_text('{"hidden_size": 7, "model_type": "bert"}')
+    code = (
+        "import sys; from core.embed.encoders import config_hidden_size; "
+        f"print(config_hidden_size({str(tmp_path)!r}), 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["7", "False"]

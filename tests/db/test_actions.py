@@ -124,6 +124,12 @@ SCENARIOS = {
     "reject_proposal": lambda s, w: {"proposal_id": w["proposals"][0]},
     "merge_proposals": lambda s, w: {"source_id": w["proposals"][0], "target_id": w["proposals"][1]},
     "move_out": lambda s, w: {"proposal_id": w["proposals"][0], "product_ids": [w["p1"]]},
+    "choose_level": lambda s, w: {
+        "parent_node_id": w["Footwear > Shoes"],
+        "k": 1,
+        "run_key": "r:k1",
+        "clusters": [{"name": "shoes", "members": [w["p1"], w["p2"], w["p3"]]}],
+    },
     "review_decision": lambda s, w: {"item_id": w["item"], "decision": "accept"},
     "activate_model": lambda s, w: {"version_id": w["version"]},
     "confirm_mapping": lambda s, w: {"category_id": w["other_category"]},

@@ -25,7 +25,7 @@ ADMIN = {
     "activate_model", "import_standard", "ingest",  # models and imports
 }  # fmt: skip
 CURATOR = {
-    "relabel_product", "accept_proposal", "rename_proposal", "reject_proposal", "merge_proposals", "move_out",
+    "relabel_product", "accept_proposal", "rename_proposal", "reject_proposal", "merge_proposals", "move_out", "choose_level",
     "review_decision", "confirm_mapping", "reject_mapping", "bulk_confirm_mappings", "suggest_mappings",
     "decide_standard", "suggest_standard", "propose_category", "undo",
 }  # fmt: skip

@@ -1,0 +1,279 @@
+"""The Clusters page's parts: the levels of a node's discovery tree (the granularity control, the map coloured by a
+level, a level's proposals built from the stored tree without re-running discovery) and a proposal's sub-groups,
+parts, explanation and alternative names.
+
+A node's map (`core.steps.maps`) holds each product's leaf cluster and, in its meta's "tree"
+(`core.discover.levels.Hierarchy.as_dict`), the tree over those leaves with the named groups of every level: so the
+map is re-coloured by a level from the file alone; only making a level the node's proposals needs the features,
+names and explanations of `core.steps.discover.level_clusters` (`build_level`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, NamedTuple
+
+import numpy as np
+import streamlit as st
+from sqlalchemy import select
+
+from app.text import md, short
+from core.discover.clustering import cluster_coherence
+from core.discover.levels import Hierarchy
+from core.embed.choice import EncoderChoice
+from core.steps.discover import (
+    HIERARCHY,
+    LeafRun,
+    NodeRun,
+    level_clusters,
+    name_alternatives,
+    node_and_children,
+    node_encoder,
+    node_features,
+)
+from core.steps.maps import load_map, slug_for
+from db.models import Product
+from db.session import get_sessionmaker
+
+DEFAULT_RULES = {  # how `Hierarchy` picks its default level without labels (core.discover.hierarchy.DEFAULT_K)
+    "gap": "the largest relative jump between successive merge heights of the tree",
+    "silhouette": "the highest silhouette of the products",
+}
+SOURCES = {"taxonomy": "master", "google": "Google", "suggested": "suggested"}  # where a name idea comes from
+SAMPLES = 4  # sample products shown per sub-group (in SAMPLE_COLUMNS columns: small photos)
+SAMPLE_COLUMNS = 6
+MEMBERS_SHOWN = 4  # typical / doubtful members shown
+
+
+def map_tree(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The named tree of a node map's discovery run (None for a map without one, e.g. from an older run)."""
+    tree = meta.get("tree") or {}
+    return tree if tree.get("levels") and "directions" in tree else None
+
+
+def level_choices(tree: dict[str, Any]) -> list[int]:
+    """The levels (numbers of tree groups) the control offers: those the map holds from `HIERARCHY["k_min"]` up
+    (the default level always among them)."""
+    held = sorted(int(k) for k in tree["levels"])
+    low = min(HIERARCHY["k_min"], int(tree["default_k"]))
+    return [k for k in held if k >= low] or held
+
+
+def level_groups(tree: dict[str, Any], k: int) -> list[dict[str, Any]]:
+    """The proposals of the level of `k` tree groups as the tree names them: [{"name", "size", "leaves", "parts"}]."""
+    return tree["levels"][str(k)]
+
+
+def level_names(tree: dict[str, Any], k: int, leaves: np.ndarray) -> list[str]:
+    """Each product's group name at level `k`, from its leaf cluster (`leaves`, -1 unassigned): the map's colours."""
+    lookup = {int(leaf): group["name"] for group in level_groups(tree, k) for leaf in group["leaves"]}
+    return [lookup.get(int(c), "unassigned") for c in leaves]
+
+
+def proposals_level(proposals: list[dict[str, Any]]) -> int | None:
+    """The tree level the node's open proposals from discovery show (the most common one; None when none says)."""
+    levels = Counter(p["scores"].get("level", {}).get("k") for p in proposals if p["status"] == "open" and from_discovery(p))
+    levels.pop(None, None)
+    return levels.most_common(1)[0][0] if levels else None
+
+
+def from_discovery(proposal: dict[str, Any]) -> bool:
+    """Whether a proposal came from a discovery run (not from a platform category: run_key "mapping:<id>")."""
+    return not str(proposal.get("run_key") or "").startswith("mapping:")
+
+
+def default_note(tree: dict[str, Any]) -> str:
+    """The caption's words on the default level: which it is and that no label chose it."""
+    rule = DEFAULT_RULES.get(tree.get("default_rule"), "a label-free rule")
+    return f"default {tree['default_k']}, chosen without labels ({rule})"
+
+
+def level_caption(tree: dict[str, Any], k: int, shown: int | None) -> str:
+    """What the control's caption says of level `k`: its proposals, merged near-duplicates, the default, what is open."""
+    groups = level_groups(tree, k)
+    merged = sum(1 for g in groups if g.get("parts"))
+    parts = f" ({merged} of them made of near-duplicate groups shown as one)" if merged else ""
+    open_note = f" · the open proposals are level {shown}" if shown is not None else ""
+    return f"Level {k} of {len(tree['leaf_ids'])} clusters: {len(groups)} proposals{parts} · {default_note(tree)}{open_note}"
+
+
+class StoredLevels:
+    """A restored `Hierarchy` whose levels are the ones the map stored (what the fitted tree gave and the map is
+    coloured by); everything else is the hierarchy's own. `Hierarchy.restore` re-ranks names from the titles but
+    keeps node directions rounded, which can flip a near tie of which group is a duplicate's nearest: on Footwear >
+    Shoes the restored tree merged "Unisex Casual Shoes" into "Men Casual Shoes" at levels 9-12, the stored one not."""
+
+    def __init__(self, hier: Hierarchy, levels: dict[str, list[dict[str, Any]]]):
+        self.hier, self.levels = hier, levels
+
+    def level(self, k: int | None = None, *, merge_duplicates: bool = True) -> list[dict[str, Any]]:
+        key = str(self.hier.default_k_ if k is None else k)
+        if merge_duplicates and key in self.levels:
+            return [dict(group) for group in self.levels[key]]
+        return self.hier.level(k, merge_duplicates=merge_duplicates)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hier, name)
+
+
+class LevelSource(NamedTuple):
+    """What every level of a node's discovery tree is built from: read once per run (`level_source`), then each
+    level costs only `build_level`."""
+
+    run_key: str
+    leaves: LeafRun
+    hier: StoredLevels
+    node: NodeRun
+    alternatives: dict[str, Any]
+    text_dim: int
+
+
+def level_source(db_url: str, node_id: int, *, choice: EncoderChoice | None = None) -> LevelSource:
+    """The node's last discovery run as its map left it (leaves, 2-D view, tree), with the products' features, titles
+    and brands and the names a proposal may be matched to (`core.steps.discover.store_level`'s machinery). ValueError
+    when the node has no discovery map with a tree."""
+    factory = get_sessionmaker(db_url)
+    saved = load_map(slug_for(node_id))
+    tree = map_tree(saved["meta"]) if saved is not None else None
+    if tree is None:
+        raise ValueError("this node has no discovery run with a tree: run `python -m core discover` first")
+    node_path = saved["meta"].get("node") or ""
+    _, children = node_and_children(factory, node_path)
+    product_ids, labels = saved["product_ids"], saved["clusters"]
+    with factory() as s:
+        found = s.execute(select(Product.id, Product.title, Product.brand).where(Product.id.in_(product_ids.tolist())))
+        rows = {r.id: r for r in found}
+    titles, brands = [rows[int(p)].title for p in product_ids], [rows[int(p)].brand for p in product_ids]
+    encoder = node_encoder(choice)
+    X = node_features(factory, product_ids, encoder=encoder)
+    return LevelSource(
+        run_key=str(saved["meta"].get("run_key", "")),
+        leaves=LeafRun(labels, saved["xy"], *cluster_coherence(X, labels)),
+        hier=StoredLevels(Hierarchy.restore(tree, labels, titles, brands=brands), tree["levels"]),
+        node=NodeRun(node_path, product_ids, X, titles, brands, children),
+        alternatives=name_alternatives(factory, encoder),
+        text_dim=encoder.dim,
+    )
+
+
+def build_level(source: LevelSource, k: int) -> dict[str, Any]:
+    """The proposals of the level of `k` groups (`core.steps.discover.level_clusters`): {"run_key", "k", "clusters"},
+    what the "choose_level" action takes."""
+    clusters = level_clusters(
+        source.leaves, source.hier, source.node, k=k, alternatives=source.alternatives, text_dim=source.text_dim
+    )
+    return {"run_key": f"{source.run_key}:k{k}", "k": int(k), "clusters": clusters}
+
+
+def subgroup_names(proposal: dict[str, Any]) -> list[str]:
+    """The names the curator gave the proposal's sub-groups (the widgets of `subgroups`), else the stored ones."""
+    pid = proposal["id"]
+    return [
+        st.session_state.get(f"clu_sub_{pid}_{i}", sub["name"]) for i, sub in enumerate(proposal["scores"].get("subgroups", []))
+    ]
+
+
+def accept_question(path: str, proposal: dict[str, Any], names: list[str] | None) -> str:
+    """The confirmation's question of an accept (with its sub-groups when `names`)."""
+    also = f" and its {len(names)} sub-groups as child categories ({', '.join(names)})" if names else ""
+    return f"Create '{path}' with {len(proposal['members'])} products{also}?"
+
+
+def level_question(path: str, k: int, n_new: int, open_ones: int, edited: dict[int, str]) -> str:
+    """The confirmation's question of making level `k` the proposals when open ones were curated since the run."""
+    verbs = {"rename_proposal": "renamed", "merge_proposals": "merged", "move_out": "had products moved out"}
+    what = ", ".join(f"#{pid} {verbs.get(action, 'changed')}" for pid, action in sorted(edited.items()))
+    return (
+        f"Replace the {open_ones} open proposals under '{path}' by the {n_new} of level {k}? {len(edited)} of them were "
+        f"changed since the run ({what}): they are set aside with their changes, and Undo brings them back."
+    )
+
+
+def set_name(key: str, name: str) -> None:
+    """on_click of a name idea: put it in the proposal's name box."""
+    st.session_state[key] = name
+
+
+def name_ideas(proposal: dict[str, Any], *, name_key: str) -> None:
+    """The nearest existing names (master taxonomy, Google) and the other suggested names as one-click names."""
+    ideas = [
+        {"name": a["name"], "source": a["source"], "path": a.get("path", "")} for a in proposal["scores"].get("alternatives", [])
+    ]
+    known = {i["name"].casefold() for i in ideas} | {proposal["name"].casefold()}
+    ideas += [
+        {"name": n, "source": "suggested", "path": ""} for n in proposal["suggested_names"][1:4] if n.casefold() not in known
+    ]
+    if not ideas:
+        return
+    st.caption("Name ideas, click to use one: the nearest existing names of the master taxonomy and of Google's")
+    with st.container(horizontal=True, wrap=True, gap="small"):
+        for i, idea in enumerate(ideas[:9]):
+            st.button(
+                md(f"{short(idea['name'], 40)} · {SOURCES.get(idea['source'], idea['source'])}"),
+                key=f"clu_idea_{proposal['id']}_{i}",
+                help=md(idea["path"]) if idea["path"] else None,
+                on_click=set_name,
+                args=(name_key, idea["name"]),
+                width="content",
+            )
+
+
+def subgroups(proposal: dict[str, Any], grid) -> None:
+    """The proposal's sub-groups (a name box each, size, sample products) and, for merged near-duplicates, its parts.
+
+    Args:
+        grid: (product ids, columns) -> None, showing their cards (`app.widgets.product_grid` of `app.cache.cards`).
+    """
+    scores, pid = proposal["scores"], proposal["id"]
+    if scores.get("parts"):
+        parts = ", ".join(f"{p['name']} ({p['size']:,})" for p in scores["parts"])
+        st.caption(md(f"Shown as one proposal: near-duplicate groups {parts}"))
+    subs = scores.get("subgroups", [])
+    if not subs:
+        return
+    with st.expander(f"Sub-groups ({len(subs)}): names, sizes, sample products", expanded=False):
+        for i, sub in enumerate(subs):
+            name_col, grid_col = st.columns([1, 3], vertical_alignment="top")
+            typed = name_col.text_input(
+                f"Sub-group {i + 1} ({sub['size']:,} products)", value=sub["name"], key=f"clu_sub_{pid}_{i}"
+            )
+            if typed.strip().casefold() == proposal["name"].strip().casefold():
+                name_col.caption("The proposal's own name: a child of that name would repeat its parent.")
+            with grid_col:
+                grid(sub["members"][:SAMPLES], SAMPLE_COLUMNS)
+
+
+def terms_text(entries: list[Any], *, sibling: bool = False) -> str:
+    """Separating terms as "heel (80% here, 4% there)" (`core.discover.explain.separating_terms` entries, whose
+    "share_here" is of the group they are more common in: the sibling's when `sibling`)."""
+    out = []
+    for t in entries:
+        if not isinstance(t, dict):
+            out.append(str(t))
+            continue
+        here, there = (
+            (t.get("share_there", 0), t.get("share_here", 0)) if sibling else (t.get("share_here", 0), t.get("share_there", 0))
+        )
+        out.append(f"{t['term']} ({here:.0%} here, {there:.0%} there)")
+    return ", ".join(out)
+
+
+def explanation(proposal: dict[str, Any], grid) -> None:
+    """Why the group is what it is: top terms, its most typical and most doubtful members, what separates it from its
+    nearest sibling (`grid` as in `subgroups`)."""
+    expl = proposal["scores"].get("explanation")
+    if not expl:
+        return
+    with st.expander("Why this group: top terms, typical and doubtful members, nearest sibling", expanded=False):
+        terms = ", ".join(short(t, 40) for t in proposal["scores"].get("top_terms", [])[:10])
+        st.markdown(f"**Top terms:** {md(terms) or '—'}")
+        sibling = expl.get("nearest_sibling")
+        if sibling:
+            here, there = terms_text(expl.get("more_here", [])), terms_text(expl.get("more_there", []), sibling=True)
+            st.markdown(f"**Why not its nearest sibling, {md(short(sibling, 80))}:** more often here: {md(here) or '—'}")
+            st.caption(f"more often in {md(short(sibling, 80))}: {md(there) or '—'}")
+        for title, key in (("Most typical (closest to the centre)", "typical"), ("Most doubtful (farthest)", "doubtful")):
+            ids = [m["id"] for m in expl.get(key, [])[:MEMBERS_SHOWN]]
+            if ids:
+                st.markdown(f"**{title}**")
+                grid(ids, SAMPLE_COLUMNS)
