@@ -246,9 +246,17 @@ def node_search(node_path: str) -> NodeSearch:
 
 
 def latest_job(kind: str) -> Job | None:
-    """The newest job of `kind` (running ones whose process died are marked failed first); not cached."""
+    """The newest job of `kind`; when it is queued or running, jobs whose process died are marked failed first
+    (a write), so the pages' 2-second status fragments only read while nothing runs. Not cached."""
+    job = _newest_job(kind)
+    if job is None or job.status not in jobs.ACTIVE:
+        return job
     with transaction(factory()) as s:
         jobs.reap(s)
+    return _newest_job(kind)
+
+
+def _newest_job(kind: str) -> Job | None:
     with factory()() as s:
         job = jobs.latest(s, kind=kind)
         if job is not None:

@@ -97,32 +97,13 @@ def level_caption(tree: dict[str, Any], k: int, shown: int | None) -> str:
     return f"Level {k} of {len(tree['leaf_ids'])} clusters: {len(groups)} proposals{parts} · {default_note(tree)}{open_note}"
 
 
-class StoredLevels:
-    """A restored `Hierarchy` whose levels are the ones the map stored (what the fitted tree gave and the map is
-    coloured by); everything else is the hierarchy's own. `Hierarchy.restore` re-ranks names from the titles but
-    keeps node directions rounded, which can flip a near tie of which group is a duplicate's nearest: on Footwear >
-    Shoes the restored tree merged "Unisex Casual Shoes" into "Men Casual Shoes" at levels 9-12, the stored one not."""
-
-    def __init__(self, hier: Hierarchy, levels: dict[str, list[dict[str, Any]]]):
-        self.hier, self.levels = hier, levels
-
-    def level(self, k: int | None = None, *, merge_duplicates: bool = True) -> list[dict[str, Any]]:
-        key = str(self.hier.default_k_ if k is None else k)
-        if merge_duplicates and key in self.levels:
-            return [dict(group) for group in self.levels[key]]
-        return self.hier.level(k, merge_duplicates=merge_duplicates)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.hier, name)
-
-
 class LevelSource(NamedTuple):
     """What every level of a node's discovery tree is built from: read once per run (`level_source`), then each
     level costs only `build_level`."""
 
     run_key: str
     leaves: LeafRun
-    hier: StoredLevels
+    hier: Hierarchy
     node: NodeRun
     alternatives: dict[str, Any]
     text_dim: int
@@ -149,7 +130,7 @@ def level_source(db_url: str, node_id: int, *, choice: EncoderChoice | None = No
     return LevelSource(
         run_key=str(saved["meta"].get("run_key", "")),
         leaves=LeafRun(labels, saved["xy"], *cluster_coherence(X, labels)),
-        hier=StoredLevels(Hierarchy.restore(tree, labels, titles, brands=brands), tree["levels"]),
+        hier=Hierarchy.restore(tree, labels, titles, brands=brands),
         node=NodeRun(node_path, product_ids, X, titles, brands, children),
         alternatives=name_alternatives(factory, encoder),
         text_dim=encoder.dim,

@@ -84,6 +84,7 @@ class Hierarchy:
         self.node_name = node_name
         self.taken = list(taken)
         self.seed = seed
+        self.stored_levels_: dict[str, list[dict]] = {}  # `restore`: the levels the fitted tree gave, by k
 
     def fit(
         self,
@@ -192,6 +193,9 @@ class Hierarchy:
             its best name would repeat, else None), "parts" ([] or, for merged
             near-duplicates, one {"node", "name", "leaves", "size"} per merged node)}.
         """
+        stored = self.stored_levels_.get(str(self.default_k_ if k is None else k))
+        if merge_duplicates and stored is not None:  # a restored tree: the levels the fitted one gave
+            return [dict(group) for group in stored]
         nodes = self.tree_.level(self.default_k_ if k is None else k)
         named = self.names(nodes)
         groups = [[i] for i in range(len(nodes))]
@@ -293,6 +297,10 @@ class Hierarchy:
         hier.sums_ = np.asarray(data["directions"], dtype=np.float64)
         hier.ranked_, hier.counts_ = {}, None
         hier._rank(titles, brands, descriptions)
+        # the stored levels are what the fitted tree gave (and the map is coloured by): the directions are kept
+        # rounded, which can flip a near tie of which group is a duplicate's nearest (on Footwear > Shoes the
+        # re-computed levels 9-12 merged "Unisex Casual Shoes" into "Men Casual Shoes", the fitted ones not)
+        hier.stored_levels_ = dict(data.get("levels", {}))
         return hier
 
     def _rank(self, titles: list[str] | None, brands: list[str | None] | None, descriptions: list[str] | None) -> None:

@@ -150,6 +150,7 @@ class DiscoveryPipeline:
         clusterer = self._choose_space(X) if self.raw_fallback is None else self._timed("space", lambda: self._choose_space(X))
         self.coords_ = self._timed("view", self._view) if self.view_reducer is not None else None
         self.labels_ = self._timed("cluster", lambda: clusterer.fit(self.low_, embeddings=X).labels_)
+        self.clusterer_ = clusterer  # the fitted one: `clusterer`, or the raw space's when that was chosen
         self.summaries_: list[ClusterSummary] = self._timed(
             "name",
             lambda: self.namer.fit(docs, self.labels_, embeddings=X, known_labels=known_labels).summaries_,

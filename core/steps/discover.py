@@ -210,7 +210,7 @@ def _describe_run(record: RunRecord, pipe: DiscoveryPipeline, *, node_path: str,
     record.outputs = {
         "clusters": len(pipe.summaries_),
         "unassigned": round(float((pipe.labels_ < 0).mean()), 4),
-        "unclear_groups": len(pipe.clusterer.unclear_),
+        "unclear_groups": len(pipe.clusterer_.unclear_),
     }
 
 
@@ -249,7 +249,7 @@ class LeafRun(NamedTuple):
 
     @classmethod
     def of(cls, pipe: DiscoveryPipeline) -> LeafRun:
-        return cls(pipe.labels_, pipe.coords_, pipe.clusterer.cluster_ids_, pipe.clusterer.coherence_)
+        return cls(pipe.labels_, pipe.coords_, pipe.clusterer_.cluster_ids_, pipe.clusterer_.coherence_)
 
 
 class NodeRun(NamedTuple):

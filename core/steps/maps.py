@@ -179,7 +179,7 @@ def build_catalogue_map(
         "made": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     record.outputs = {"clusters": meta["clusters"], "unassigned": meta["unassigned"]}
-    record.outputs["unclear_groups"] = len(pipe.clusterer.unclear_)
+    record.outputs["unclear_groups"] = len(pipe.clusterer_.unclear_)
     save_map(ALL, product_ids=cat.product_ids, xy=pipe.coords_, clusters=pipe.labels_, meta=meta, run=record)
     log(
         f"catalogue map: {len(cat)} products, {meta['clusters']} clusters, "

@@ -85,3 +85,25 @@ def test_the_review_queue_runs_as_many_queries_for_three_items_as_for_one(app_en
     with factory() as s, counted(factory) as three:
         assert len(db_review.queue(s, limit=3)) == len(with_review) == 3
     assert len(three) == len(one)
+
+
+def test_the_job_status_poll_writes_only_while_a_job_is_queued_or_running(app_env, monkeypatch):
+    import subprocess
+    import sys
+
+    from core import jobs as core_jobs
+    from db import jobs as db_jobs
+
+    reaped = []
+    real_reap = db_jobs.reap
+    monkeypatch.setattr(cache.jobs, "reap", lambda s: reaped.append(1) or real_reap(s))
+    assert cache.latest_job("review") is None and reaped == []  # no job: a read only
+    job_id = core_jobs.start(app_env, kind="review", user=operator("ann"), spawn=False)
+    reaped.clear()  # starting a job reaps too
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid whose process has ended
+    with transaction(get_sessionmaker(app_env)) as s:
+        db_jobs.claim(s, job_id=job_id, pid=gone.pid)
+    job = cache.latest_job("review")  # running, its process dead: reaped
+    assert reaped == [1] and job.id == job_id and job.status == "failed" and "ended without finishing" in job.error
+    assert cache.latest_job("review").status == "failed" and reaped == [1]  # finished: read only again

@@ -44,7 +44,7 @@ def test_the_open_proposals_level_is_the_most_common_among_open_discovery_propos
 def test_a_restored_tree_gives_back_the_levels_the_map_stored():
     hier, tree, labels = fitted_tree()
     stored = {k: [{**g, "name": f"Stored {i}"} for i, g in enumerate(groups)] for k, groups in tree["levels"].items()}
-    restored = view.StoredLevels(Hierarchy.restore(tree, labels, None), stored)
+    restored = Hierarchy.restore({**tree, "levels": stored}, labels, None)
     assert [g["name"] for g in restored.level(3)] == [f"Stored {i}" for i in range(len(stored["3"]))]
     assert [g["name"] for g in restored.level()] == [g["name"] for g in stored[str(tree["default_k"])]]
     assert restored.default_k_ == tree["default_k"] and restored.tree_.n_leaves == 8  # the rest is the hierarchy's
