@@ -11,29 +11,14 @@ names and explanations of `core.steps.discover.level_clusters` (`build_level`).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import streamlit as st
-from sqlalchemy import select
 
 from app.text import md, short
-from core.discover.clustering import cluster_coherence
-from core.discover.levels import Hierarchy
-from core.embed.choice import EncoderChoice
-from core.steps.discover import (
-    HIERARCHY,
-    LeafRun,
-    NodeRun,
-    level_clusters,
-    name_alternatives,
-    node_and_children,
-    node_encoder,
-    node_features,
-)
-from core.steps.maps import load_map, slug_for
-from db.models import Product
-from db.session import get_sessionmaker
+from core.steps.discover import HIERARCHY, LevelSource, level_clusters
+from core.steps.discover import level_source as level_source  # the page cache reads a level source through this module
 
 DEFAULT_RULES = {  # how `Hierarchy` picks its default level without labels (core.discover.hierarchy.DEFAULT_K)
     "gap": "the largest relative jump between successive merge heights of the tree",
@@ -95,46 +80,6 @@ def level_caption(tree: dict[str, Any], k: int, shown: int | None) -> str:
     parts = f" ({merged} of them made of near-duplicate groups shown as one)" if merged else ""
     open_note = f" · the open proposals are level {shown}" if shown is not None else ""
     return f"Level {k} of {len(tree['leaf_ids'])} clusters: {len(groups)} proposals{parts} · {default_note(tree)}{open_note}"
-
-
-class LevelSource(NamedTuple):
-    """What every level of a node's discovery tree is built from: read once per run (`level_source`), then each
-    level costs only `build_level`."""
-
-    run_key: str
-    leaves: LeafRun
-    hier: Hierarchy
-    node: NodeRun
-    alternatives: dict[str, Any]
-    text_dim: int
-
-
-def level_source(db_url: str, node_id: int, *, choice: EncoderChoice | None = None) -> LevelSource:
-    """The node's last discovery run as its map left it (leaves, 2-D view, tree), with the products' features, titles
-    and brands and the names a proposal may be matched to (`core.steps.discover.store_level`'s machinery). ValueError
-    when the node has no discovery map with a tree."""
-    factory = get_sessionmaker(db_url)
-    saved = load_map(slug_for(node_id))
-    tree = map_tree(saved["meta"]) if saved is not None else None
-    if tree is None:
-        raise ValueError("this node has no discovery run with a tree: run `python -m core discover` first")
-    node_path = saved["meta"].get("node") or ""
-    _, children = node_and_children(factory, node_path)
-    product_ids, labels = saved["product_ids"], saved["clusters"]
-    with factory() as s:
-        found = s.execute(select(Product.id, Product.title, Product.brand).where(Product.id.in_(product_ids.tolist())))
-        rows = {r.id: r for r in found}
-    titles, brands = [rows[int(p)].title for p in product_ids], [rows[int(p)].brand for p in product_ids]
-    encoder = node_encoder(choice)
-    X = node_features(factory, product_ids, encoder=encoder)
-    return LevelSource(
-        run_key=str(saved["meta"].get("run_key", "")),
-        leaves=LeafRun(labels, saved["xy"], *cluster_coherence(X, labels)),
-        hier=Hierarchy.restore(tree, labels, titles, brands=brands),
-        node=NodeRun(node_path, product_ids, X, titles, brands, children),
-        alternatives=name_alternatives(factory, encoder),
-        text_dim=encoder.dim,
-    )
 
 
 def build_level(source: LevelSource, k: int) -> dict[str, Any]:

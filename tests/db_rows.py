@@ -1,10 +1,12 @@
-"""Every row of every table of a database (the models' tables and alembic_version), for before/after comparisons."""
+"""Every row of every table of a database (the models' tables and alembic_version), for before/after comparisons;
+products labelled under a node, for the db tests' fixtures."""
 
 from __future__ import annotations
 
 from sqlalchemy import inspect, text
 
-from db.models import Base
+from db import repo
+from db.models import Base, Label, Product
 from db.session import get_engine
 
 
@@ -31,3 +33,17 @@ def table_rows(url: str) -> dict[str, list[tuple]]:
             order = list(table.primary_key.columns) or list(table.columns)
             out[name] = [tuple(r) for r in conn.execute(table.select().order_by(*order))]
     return out
+
+
+def labelled_products(session, n: int, *, path: tuple[str, ...] = ("Footwear", "Shoes"), platform: str = "shop"):
+    """(the node at `path`, the ids of `n` new products labelled there by the platform: titles "shoe 0"...)."""
+    plat = repo.get_or_create_platform(session, name=platform)
+    node = repo.ensure_path(session, path)[0]
+    ids = []
+    for i in range(n):
+        p = Product(platform_id=plat.id, external_id=str(i), title=f"shoe {i}", content_hash="h")
+        session.add(p)
+        session.flush()
+        session.add(Label(product_id=p.id, node_id=node.id, source="platform"))
+        ids.append(p.id)
+    return node, ids

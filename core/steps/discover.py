@@ -164,14 +164,28 @@ def node_tree(pipe: DiscoveryPipeline, node: NodeRun, *, seed: int = 0) -> Hiera
     return hier.fit(pipe.embedding_, pipe.labels_, node.titles, brands=node.brands)
 
 
-def store_level(db_url: str, node_path: str, k: int, *, choice: EncoderChoice | None = None, device=None) -> int:
-    """Store the proposals of the level of `k` groups of the node's last discovery run (its map's tree) as the node's
-    open proposals, without re-running discovery; returns how many. ValueError when the node has no discovery map."""
+class LevelSource(NamedTuple):
+    """What every level of a node's discovery tree is built from: read once per run (`level_source`), then each level
+    costs only `level_clusters`."""
+
+    run_key: str
+    leaves: LeafRun
+    hier: Hierarchy
+    node: NodeRun
+    alternatives: dict[str, Any]
+    text_dim: int
+
+
+def level_source(db_url: str, node_id: int, *, choice: EncoderChoice | None = None, device=None) -> LevelSource:
+    """The node's last discovery run as its map left it (leaves, 2-D view, tree with its stored levels), with the
+    products' features, titles and brands and the names a proposal may be matched to. ValueError when the node has
+    no discovery map with a tree."""
     factory = get_sessionmaker(db_url)
-    node_id, children = node_and_children(factory, node_path)
     saved = load_map(slug_for(node_id))
-    if saved is None or "directions" not in saved["meta"].get("tree", {}):
-        raise ValueError(f"{node_path!r} has no discovery run with a tree: run `python -m core discover` first")
+    tree = (saved["meta"].get("tree") or {}) if saved is not None else {}
+    if not (tree.get("levels") and "directions" in tree):
+        raise ValueError("this node has no discovery run with a tree: run `python -m core discover` first")
+    _, children = node_and_children(factory, saved["meta"].get("node") or "")
     product_ids, labels = saved["product_ids"], saved["clusters"]
     with factory() as s:
         found = s.execute(select(Product.id, Product.title, Product.brand).where(Product.id.in_(product_ids.tolist())))
@@ -179,14 +193,28 @@ def store_level(db_url: str, node_path: str, k: int, *, choice: EncoderChoice | 
     titles, brands = [rows[int(p)].title for p in product_ids], [rows[int(p)].brand for p in product_ids]
     encoder = node_encoder(choice)
     X = node_features(factory, product_ids, encoder=encoder, device=device)
-    hier = Hierarchy.restore(saved["meta"]["tree"], labels, titles, brands=brands)
-    leaves = LeafRun(labels, saved["xy"], *cluster_coherence(X, labels))
-    node = NodeRun(node_path, product_ids, X, titles, brands, children)
-    alternatives = name_alternatives(factory, encoder, device=device)
-    clusters = level_clusters(leaves, hier, node, k=k, alternatives=alternatives, text_dim=encoder.dim)
-    run_key = f"{saved['meta'].get('run_key', '')}:k{k}"
+    return LevelSource(
+        run_key=str(saved["meta"].get("run_key", "")),
+        leaves=LeafRun(labels, saved["xy"], *cluster_coherence(X, labels)),
+        hier=Hierarchy.restore(tree, labels, titles, brands=brands),
+        node=NodeRun(saved["meta"].get("node") or "", product_ids, X, titles, brands, children),
+        alternatives=name_alternatives(factory, encoder, device=device),
+        text_dim=encoder.dim,
+    )
+
+
+def store_level(db_url: str, node_path: str, k: int, *, choice: EncoderChoice | None = None, device=None) -> int:
+    """Store the proposals of the level of `k` groups of the node's last discovery run (its map's tree) as the node's
+    open proposals, without re-running discovery; returns how many. ValueError when the node has no discovery map."""
+    factory = get_sessionmaker(db_url)
+    node_id, _ = node_and_children(factory, node_path)
+    try:
+        src = level_source(db_url, node_id, choice=choice, device=device)
+    except ValueError:
+        raise ValueError(f"{node_path!r} has no discovery run with a tree: run `python -m core discover` first") from None
+    clusters = level_clusters(src.leaves, src.hier, src.node, k=k, alternatives=src.alternatives, text_dim=src.text_dim)
     with transaction(factory) as s:
-        return props.replace_open_proposals(s, parent_node_id=node_id, run_key=run_key, clusters=clusters)
+        return props.replace_open_proposals(s, parent_node_id=node_id, run_key=f"{src.run_key}:k{k}", clusters=clusters)
 
 
 def _features(factory, cat, rows, *, photos_only: bool, choice, device, progress) -> tuple[np.ndarray, Encoder]:

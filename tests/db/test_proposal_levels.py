@@ -9,10 +9,11 @@ from sqlalchemy import func, select
 
 from db import actions, repo, users
 from db import proposals as props
-from db.models import AuditEvent, Label, Product, Proposal, TaxonomyNode
+from db.models import AuditEvent, Label, Proposal, TaxonomyNode
 from db.repo import ConflictError, CurationError
 from db.session import transaction
 from db.users import operator
+from tests.db_rows import labelled_products
 
 SUBGROUPS = [("Pumps", [0, 1]), ("Stilettos", [2, 3])]  # of the first proposal's six members (positions); 4, 5 in none
 
@@ -21,15 +22,7 @@ SUBGROUPS = [("Pumps", [0, 1]), ("Stilettos", [2, 3])]  # of the first proposal'
 def shoes(factory):
     """Eight products under Footwear > Shoes; proposal "heels" (six of them, two sub-groups) and "flats" (two)."""
     with transaction(factory) as s:
-        plat = repo.get_or_create_platform(s, name="shop")
-        shoes = repo.ensure_path(s, ("Footwear", "Shoes"))[0]
-        ids = []
-        for i in range(8):
-            p = Product(platform_id=plat.id, external_id=str(i), title=f"shoe {i}", content_hash="h")
-            s.add(p)
-            s.flush()
-            s.add(Label(product_id=p.id, node_id=shoes.id, source="platform"))
-            ids.append(p.id)
+        shoes, ids = labelled_products(s, 8)
         subgroups = [{"node": n, "name": name, "members": [ids[i] for i in at]} for n, (name, at) in enumerate(SUBGROUPS)]
         clusters = [
             {"name": "Heels", "members": ids[:6], "scores": {"level": {"k": 2}, "subgroups": subgroups}},

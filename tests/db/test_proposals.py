@@ -7,24 +7,17 @@ from sqlalchemy import func, select
 
 from db import actions, curation, repo
 from db import proposals as props
-from db.models import AuditEvent, Label, Product, Proposal
+from db.models import AuditEvent, Label, Proposal
 from db.repo import CurationError
 from db.session import transaction
+from tests.db_rows import labelled_products
 
 
 @pytest.fixture
 def shoes(factory):
     """Six products under Footwear > Shoes and two open proposals splitting them."""
     with transaction(factory) as s:
-        plat = repo.get_or_create_platform(s, name="shop")
-        shoes = repo.ensure_path(s, ("Footwear", "Shoes"))[0]
-        ids = []
-        for i in range(6):
-            p = Product(platform_id=plat.id, external_id=str(i), title=f"shoe {i}", content_hash="h")
-            s.add(p)
-            s.flush()
-            s.add(Label(product_id=p.id, node_id=shoes.id, source="platform"))
-            ids.append(p.id)
+        shoes, ids = labelled_products(s, 6)
         props.replace_open_proposals(
             s,
             parent_node_id=shoes.id,
