@@ -18,7 +18,7 @@ from app.scatter import group_names, scatter_groups
 from core import config
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.steps.compare import compare_versions, current_labels, predicted_paths
-from core.steps.discover import NodeSearch
+from core.steps.discover import LevelSource, NodeSearch, level_source
 from core.steps.maps import ALL, load_map, map_file, slug_for
 from db import actions, jobs, mappings, repo, standards
 from db import predictions as preds
@@ -206,8 +206,8 @@ def level_scatter(slug: str, k: int) -> dict[str, Any] | None:
 
 
 @st.cache_resource(show_spinner="Reading the node's discovery run...", max_entries=2)
-def _level_source(url: str, node_id: int, run_key: str, encoders: tuple[str, str | None]) -> clusters_view.LevelSource:
-    return clusters_view.level_source(url, node_id, choice=EncoderChoice(*encoders))
+def _level_source(url: str, node_id: int, run_key: str, encoders: tuple[str, str | None]) -> LevelSource:
+    return level_source(url, node_id, choice=EncoderChoice(*encoders))
 
 
 @st.cache_data(show_spinner="Naming and explaining the level's groups...", max_entries=16)

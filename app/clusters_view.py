@@ -18,7 +18,6 @@ import streamlit as st
 
 from app.text import md, short
 from core.steps.discover import HIERARCHY, LevelSource, level_clusters
-from core.steps.discover import level_source as level_source  # the page cache reads a level source through this module
 
 DEFAULT_RULES = {  # how `Hierarchy` picks its default level without labels (core.discover.hierarchy.DEFAULT_K)
     "gap": "the largest relative jump between successive merge heights of the tree",

@@ -47,3 +47,17 @@ def labelled_products(session, n: int, *, path: tuple[str, ...] = ("Footwear", "
         session.add(Label(product_id=p.id, node_id=node.id, source="platform"))
         ids.append(p.id)
     return node, ids
+
+
+def platform_tree(session, paths: dict[str, tuple[str, ...]], products: dict[str, str], *, platform: str = "shop") -> dict:
+    """The category `paths` ({key: path}) and `products` ({external id: key of the path it is labelled at by the
+    platform}); returns {key: node id, external id: product id}."""
+    plat = repo.get_or_create_platform(session, name=platform)
+    ids = {key: repo.ensure_path(session, path)[0].id for key, path in paths.items()}
+    for ext, key in products.items():
+        product = Product(platform_id=plat.id, external_id=ext, title=f"title {ext}", content_hash="x")
+        session.add(product)
+        session.flush()
+        session.add(Label(product_id=product.id, node_id=ids[key], source="platform"))
+        ids[ext] = product.id
+    return ids

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from app import clusters_view
+from app import cache
 from core.discover.clustering import cluster_coherence
 from core.discover.levels import Hierarchy
 from core.steps.discover import HIERARCHY, LeafRun, NodeRun, level_clusters, name_alternatives, node_encoder, node_features
@@ -120,7 +120,7 @@ def test_a_new_level_recolours_the_map_from_the_stored_tree_without_discovery(ap
     def no_discovery(*args, **kwargs):
         raise AssertionError("re-colouring must not read features or re-run discovery")
 
-    monkeypatch.setattr(clusters_view, "level_source", no_discovery)
+    monkeypatch.setattr(cache, "level_source", no_discovery)
     at = run_page("clusters")
     at.radio(key=f"clu_colour_{with_tree['slug']}").set_value("proposal").run()
     before = len(open_proposals(app_env, with_tree["id"]))

@@ -11,9 +11,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from db import repo
-from db.models import Label, Product
 from db.session import get_engine, transaction
 from tests.conftest import pg_url
+from tests.db_rows import platform_tree
 
 PATHS = {
     "casual": ("Footwear", "Shoes", "Casual Shoes"),
@@ -28,17 +28,8 @@ PRODUCTS = {"p1": "casual", "p2": "casual", "p3": "sports", "p4": "flips", "p5":
 @pytest.fixture
 def tree(factory):
     """A small taxonomy with six products labelled by the platform; returns {name: node_id or product_id}."""
-    ids = {}
     with transaction(factory) as s:
-        plat = repo.get_or_create_platform(s, name="shop")
-        for key, path in PATHS.items():
-            ids[key] = repo.ensure_path(s, path)[0].id
-        for ext, key in PRODUCTS.items():
-            product = Product(platform_id=plat.id, external_id=ext, title=f"title {ext}", content_hash="x")
-            s.add(product)
-            s.flush()
-            s.add(Label(product_id=product.id, node_id=ids[key], source="platform"))
-            ids[ext] = product.id
+        ids = platform_tree(s, PATHS, PRODUCTS)
         for name in ("Footwear", "Footwear > Shoes", "Apparel", "Apparel > Topwear"):
             ids[name] = repo.node_by_path(s, name).id
     return ids

@@ -30,9 +30,10 @@ import pytest
 from sqlalchemy import func, select, text
 
 from db import actions, repo, users
-from db.models import AuditEvent, Base, Job, Label, ModelVersion, Product, Proposal, ReviewItem, TaxonomyNode
+from db.models import AuditEvent, Base, Job, Label, ModelVersion, Proposal, ReviewItem, TaxonomyNode
 from db.repo import CurationError
 from db.session import get_engine, get_sessionmaker, transaction
+from tests.db_rows import platform_tree
 
 TRIALS = int(os.environ.get("RACE_TRIALS", "3"))
 BARRIER_S = 60
@@ -108,18 +109,9 @@ def workers():
 
 def build(url: str) -> dict[str, int]:
     """Five products in a small taxonomy, a proposal, a review item, three model versions (#1 active)."""
-    ids: dict[str, int] = {}
     with transaction(get_sessionmaker(url)) as s:
-        plat = repo.get_or_create_platform(s, name="shop")
-        for key, path in PATHS.items():
-            ids[key] = repo.ensure_path(s, path)[0].id
+        ids = platform_tree(s, PATHS, PRODUCTS)
         ids["shoes"] = repo.node_by_path(s, "Footwear > Shoes").id
-        for ext, key in PRODUCTS.items():
-            product = Product(platform_id=plat.id, external_id=ext, title=f"title {ext}", content_hash="x")
-            s.add(product)
-            s.flush()
-            s.add(Label(product_id=product.id, node_id=ids[key], source="platform"))
-            ids[ext] = product.id
         proposal = Proposal(parent_node_id=ids["shoes"], name="Loafers", members=[ids["p1"], ids["p2"]], scores={})
         models = [ModelVersion(name=f"m{i}", status="active" if i == 1 else "candidate") for i in (1, 2, 3)]
         s.add_all([proposal, *models])
