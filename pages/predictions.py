@@ -1,5 +1,7 @@
 """Predictions: the active model's placements, filtered, compared with labels, exported."""
 
+from functools import partial
+
 import streamlit as st
 
 from app import cache
@@ -50,7 +52,9 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Products", f"{len(view):,}", help=f"of {len(df):,} predicted")
 m2.metric("Agree with label", f"{agree_share:.1%}")
 m3.metric("Sent to stage 2", f"{(view['stage'] == 2).mean() if len(view) else 0:.1%}")
-st.download_button("Export CSV", cache.prediction_csv(**filters), file_name="predictions.csv", mime="text/csv", key="pred_export")
+st.download_button(  # the CSV is built when clicked (a callable), not on every run of the page
+    "Export CSV", partial(cache.prediction_csv, **filters), file_name="predictions.csv", mime="text/csv", key="pred_export"
+)
 
 prediction_cards(view.head(24).to_dict("records"), levels=levels)
 with st.expander("Table"):  # the first rows only: the whole catalogue would be ~9 MB sent to the browser at every run

@@ -85,7 +85,8 @@ def with_predictions(app_env, app_slice, tree) -> Misplaced:
 
 @pytest.fixture
 def media_stores(monkeypatch) -> list:
-    """The in-memory media stores AppTest makes, one per run (what a download button's URL serves comes from it)."""
+    """The in-memory media stores AppTest makes, one per run (what a download button's URL serves comes from it);
+    each knows its run's media file manager as `.manager` (what builds a deferred download when it is clicked)."""
     import streamlit.testing.v1.app_test as app_test
 
     made = []
@@ -95,7 +96,13 @@ def media_stores(monkeypatch) -> list:
             super().__init__(endpoint)
             made.append(self)
 
+    class Manager(app_test.MediaFileManager):
+        def __init__(self, storage) -> None:
+            super().__init__(storage)
+            storage.manager = self
+
     monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recorded)
+    monkeypatch.setattr(app_test, "MediaFileManager", Manager)
     return made
 
 

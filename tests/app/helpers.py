@@ -135,7 +135,23 @@ def item_id(url: str, product_id: int) -> int:
 
 
 def chart_traces(at: AppTest) -> list[dict]:
-    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    """The first Plotly chart's traces, typed arrays ({"dtype", "bdata"}: how Plotly sends NumPy arrays) as lists."""
+    return [plotly_values(t) for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+
+
+def plotly_values(value):
+    """`value` from a Plotly figure's JSON with each base64 typed array decoded into a list of numbers."""
+    if isinstance(value, list):
+        return [plotly_values(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) <= {"dtype", "bdata", "shape"} and "bdata" in value:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<")).tolist()
+    return {k: plotly_values(v) for k, v in value.items()}
 
 
 def external_ids(url: str) -> dict[int, str]:
@@ -148,11 +164,16 @@ def served_csv(at: AppTest, storages: list, key: str) -> list[dict[str, str]]:
     """Press the download button `key` and parse the bytes its URL serves after that run (as the browser downloads them).
 
     `storages` lists the media stores of the runs (the `media_stores` fixture); the button's URL names a file
-    of the latest one.
+    of the latest one. A deferred button (its data a callable, built when clicked) has no URL until the browser asks
+    the server for the file: that request runs the callable the run registered (`execute_deferred`), as here.
     """
-    at.download_button(key=key).click().run()
-    assert not at.exception, at.exception
     button = at.download_button(key=key)
-    served = storages[-1].get_file(button.proto.url.rsplit("/", 1)[-1])
+    if button.proto.deferred_file_id:
+        url = storages[-1].manager.execute_deferred(button.proto.deferred_file_id)
+    else:
+        at.download_button(key=key).click().run()
+        assert not at.exception, at.exception
+        url = at.download_button(key=key).proto.url
+    served = storages[-1].get_file(url.rsplit("/", 1)[-1])
     assert served.filename == "predictions.csv" and served.mimetype == "text/csv"
     return list(csv.DictReader(io.StringIO(served.content.decode("utf-8"))))
