@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import clusters_view
 from app.prediction_view import filter_predictions, prediction_frame, to_csv
-from app.scatter import group_names, scatter_groups
+from app.scatter import group_names, keyed, map_figure, map_view
 from core import config
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.steps.compare import compare_versions, current_labels, predicted_paths
-from core.steps.discover import LevelSource, NodeSearch, level_source
+from core.steps.discover import LevelSource, NodeSearch, level_file, level_source, stored_level
 from core.steps.maps import ALL, load_map, map_file, slug_for
 from db import actions, jobs, mappings, repo, standards
 from db import predictions as preds
@@ -42,19 +42,27 @@ def factory() -> sessionmaker[Session]:
 
 
 def data_version() -> tuple[int, int]:
-    """(last audit event id, product count): changes whenever the data does."""
+    """(last audit event id, audit event count): changes whenever the data does.
+
+    Every write of products, labels and the taxonomy is audited (an ingest that changes anything, each curation
+    action and its undo), so the audit log is the data's high-water mark. The count is there too because ids are
+    handed out before commit: an action that took id 10 and commits after one that took 11 leaves the last id at 11
+    but adds one to the count. Both come from the audit table's primary key, however large the catalogue."""
     with factory()() as s:
-        return s.scalar(select(func.max(AuditEvent.id))) or 0, s.scalar(select(func.count(Product.id))) or 0
+        last, n = s.execute(select(func.max(AuditEvent.id), func.count(AuditEvent.id))).one()
+        return last or 0, n or 0
 
 
 def labels_version() -> tuple[int, int]:
-    """(last audit event that can change a product's category path, product count): see `db.actions.Action.relabels`.
+    """(last audit event that can change a product's category path, how many there are): see
+    `db.actions.Action.relabels` (an ingest is one); the count for the reason `data_version` has one.
 
     Unlike `data_version` it stays put when only proposals or the active model change.
     """
-    last = select(func.max(AuditEvent.id)).where(AuditEvent.action.in_(actions.relabelling()))
+    relabels = AuditEvent.action.in_(actions.relabelling())
     with factory()() as s:
-        return s.scalar(last) or 0, s.scalar(select(func.count(Product.id))) or 0
+        last, n = s.execute(select(func.max(AuditEvent.id), func.count(AuditEvent.id)).where(relabels)).one()
+        return last or 0, n or 0
 
 
 def proposals_version() -> tuple[int, int]:
@@ -80,7 +88,9 @@ def taxonomy(include_retired: bool = False) -> list[dict[str, Any]]:
 
 
 def stats() -> list[dict[str, Any]]:
-    return catalogue_stats(db_url(), data_version())
+    """Per platform: products, labelled products, image statuses; only an ingest or an action that can relabel
+    changes them (`labels_version`), so renaming a category or deciding a proposal does not count them again."""
+    return catalogue_stats(db_url(), labels_version())
 
 
 def model_key() -> tuple[int | None, str | None, int | None]:
@@ -121,16 +131,31 @@ def prediction_csv(**filters: Any) -> bytes:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _node_products(url: str, version: tuple[int, int], node_id: int, limit: int, offset: int) -> list[dict[str, Any]]:
+def _node_products(
+    url: str, version: tuple[int, int], node_id: int, limit: int, offset: int, after: tuple[int, int] | None
+) -> list[dict[str, Any]]:
+    known = {row["id"]: row["products"] for row in taxonomy_rows(url, version, False)}  # the page's node counts, cached
     with _factory(url)() as s:
-        products, _ = repo.products_in_node(s, node_id=node_id, limit=limit, offset=offset)
+        products, _ = repo.products_in_node(s, node_id=node_id, limit=limit, offset=offset, after=after, total=known.get(node_id))
         return repo.product_cards(s, product_ids=[p.id for p in products])
+
+
+@st.cache_resource(max_entries=64)
+def _page_starts(url: str, version: tuple[int, int], node_id: int, limit: int) -> dict[int, tuple[int, int]]:
+    """{offset: the `db.repo.page_key` of the product just before it}, filled as pages are read (keyset paging)."""
+    return {}
 
 
 def node_products(node_id: int, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
     """Cards of a page of the products in a category or below it, those with a photo first (`db.repo.products_in_node`);
-    cached until the data changes (any audited action or ingest)."""
-    return _node_products(db_url(), data_version(), node_id, limit, offset)
+    cached until the data changes (any audited action or ingest). The page after one already read starts after its
+    last product (keyset: no rows skipped); a page jumped to is read by offset."""
+    url, version = db_url(), data_version()
+    starts = _page_starts(url, version, node_id, limit)
+    cards = _node_products(url, version, node_id, limit, offset, starts.get(offset) if offset else None)
+    if len(cards) == limit:
+        starts[offset + limit] = repo.page_key(cards[-1]["image_status"], cards[-1]["id"])
+    return cards
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -196,7 +221,7 @@ def _level_scatter(slug: str, k: int, mtime: float) -> dict[str, Any] | None:
         return None
     ids = data["product_ids"]
     names = clusters_view.level_names(tree, k, data["clusters"])
-    return {"groups": scatter_groups(ids, data["xy"], names, max_groups=100), "meta": data["meta"], "n": len(ids)}
+    return {**map_view(ids, data["xy"], names, max_groups=100), "meta": data["meta"], "token": f"level {slug} {k} {mtime}"}
 
 
 def level_scatter(slug: str, k: int) -> dict[str, Any] | None:
@@ -215,12 +240,24 @@ def _level_proposals(url: str, node_id: int, run_key: str, k: int, encoders: tup
     return clusters_view.build_level(_level_source(url, node_id, run_key, encoders), k)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stored_level(slug: str, run_key: str, k: int, mtime: float) -> list[dict[str, Any]] | None:
+    return stored_level(slug, run_key, k)
+
+
 def level_proposals(node_id: int, k: int) -> dict[str, Any]:
-    """What the "choose_level" action stores for level `k` of the node's tree (`app.clusters_view.build_level`),
-    cached by (node, the map's discovery run, k, encoders); the run's features, tree and names are read once per
-    run (`_level_source`), so another level costs only its naming and explanations."""
-    saved = load_map(slug_for(node_id))
+    """What the "choose_level" action stores for level `k` of the node's tree (`app.clusters_view.build_level`): the
+    level as the discovery run precomputed it (`core.steps.discover.stored_level`), else (a run from before levels
+    were stored) built from the run's tree, cached by (node, the map's discovery run, k, encoders); the run's
+    features, tree and names are then read once per run (`_level_source`), so another level costs only its naming
+    and explanations."""
+    slug = slug_for(node_id)
+    saved = load_map(slug)
     run_key = saved["meta"].get("run_key", "") if saved is not None else ""
+    path = level_file(slug, int(k))
+    stored = _stored_level(slug, run_key, int(k), path.stat().st_mtime if path.exists() else 0.0) if saved else None
+    if stored is not None:
+        return clusters_view.stored_level(run_key, int(k), stored)
     choice = chosen_encoders()
     return _level_proposals(db_url(), node_id, run_key, int(k), (choice.text, choice.image))
 
@@ -312,16 +349,17 @@ def maps_available() -> dict[str, str]:
 def _scatter(
     url: str, version: tuple[int, int], key: tuple, proposals: tuple[int, int], slug: str, colour: str, depth: int, mtime: float
 ):
-    data = load_map(slug)
+    data = _map_points(slug, mtime)
     if data is None:
         return None
     ids = data["product_ids"]
+    keys, inverse = keyed(data["clusters"] if colour == "cluster" else ids)  # each group name made once per key
     extra: dict[str, Any] = {}
     with _factory(url)() as s:
         if colour == "label":
-            extra["labels"] = current_labels(s, ids.tolist())
+            extra["labels"] = current_labels(s, keys.tolist())
         elif colour == "prediction":
-            extra["predictions"] = predicted_paths(s, model_version_id=key[0], product_ids=ids.tolist()) if key[0] else {}
+            extra["predictions"] = predicted_paths(s, model_version_id=key[0], product_ids=keys.tolist()) if key[0] else {}
         elif colour == "proposal":
             extra["proposals"] = {
                 int(m): f"#{p.id} {p.name} ({p.status})"
@@ -329,16 +367,40 @@ def _scatter(
                 if p.status != "superseded"  # set aside by another level of the tree
                 for m in p.members
             }
-    names = group_names(colour, ids, clusters=data["clusters"], depth=depth, **extra)
+    names = group_names(colour, keys, clusters=keys, depth=depth, **extra)
     most = 100 if colour in ("proposal", "cluster") else 24  # every proposal gets its own legend entry
-    return {"groups": scatter_groups(ids, data["xy"], names, max_groups=most), "meta": data["meta"], "n": len(ids)}
+    return {**map_view(ids, data["xy"], names, max_groups=most, inverse=inverse), "meta": data["meta"]}
 
 
 def scatter(slug: str, colour: str, depth: int) -> dict[str, Any] | None:
-    """Traces of the map `slug` coloured by `colour` (cached until the data, the model, the proposals or the map change)."""
-    path = map_file(slug)
-    mtime = path.stat().st_mtime if path.exists() else 0.0
-    return _scatter(db_url(), data_version(), model_key(), proposals_version(), slug, colour, depth, mtime)
+    """Traces of the map `slug` coloured by `colour` (`app.scatter.map_view`: every product, or above
+    `app.scatter.DENSITY_ABOVE` a density image and a sample), cached until the data, the model, the proposals or the
+    map change; "token" names those inputs (`figure` caches the figure by it)."""
+    inputs = (db_url(), data_version(), model_key(), proposals_version(), slug, colour, depth, _map_mtime(slug))
+    data = _scatter(*inputs)
+    return None if data is None else {**data, "token": repr(inputs)}
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _figure(token: str, _data: dict[str, Any]):
+    return map_figure(_data)
+
+
+def figure(data: dict[str, Any]):
+    """The Plotly figure of a map view (`app.scatter.map_figure`), built once per view and inputs ("token": shared by
+    every session, which only read it) instead of on every run; without a token, built each time."""
+    return _figure(data["token"], data) if data.get("token") else map_figure(data)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _map_points(slug: str, mtime: float) -> dict[str, Any] | None:
+    return load_map(slug)
+
+
+def map_points(slug: str) -> dict[str, Any] | None:
+    """The whole map `slug` ("product_ids", "xy" of every product; not copied per run), read once per map file: what
+    a density view's box or lasso is resolved against (`app.scatter.selected_ids`)."""
+    return _map_points(slug, _map_mtime(slug))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

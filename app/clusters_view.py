@@ -90,6 +90,11 @@ def build_level(source: LevelSource, k: int) -> dict[str, Any]:
     return {"run_key": f"{source.run_key}:k{k}", "k": int(k), "clusters": clusters}
 
 
+def stored_level(run_key: str, k: int, clusters: list[dict[str, Any]]) -> dict[str, Any]:
+    """A level the discovery run precomputed (`core.steps.discover.stored_level`) in the form of `build_level`."""
+    return {"run_key": f"{run_key}:k{k}", "k": int(k), "clusters": clusters}
+
+
 def subgroup_names(proposal: dict[str, Any]) -> list[str]:
     """The names the curator gave the proposal's sub-groups (the widgets of `subgroups`), else the stored ones."""
     pid = proposal["id"]

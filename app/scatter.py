@@ -1,5 +1,6 @@
-"""What the Clusters page draws of a map (`core.steps.maps`): each product's colour group, the scatter traces, and
-the caption's note on unassigned products."""
+"""What the Clusters page draws of a map (`core.steps.maps`): each product's colour group, the scatter traces (or,
+for a large map, a density image of every product with a sample of them as points), the figure, which products a
+box or lasso selects, and the caption's note on unassigned products."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from app.text import label, short
 from core.data.dataset import PATH_SEP
 
 LEGEND_CHARS = 60  # of a group's name in the legend and the hover text
+DENSITY_ABOVE = 100_000  # more products than this: a density image of them all and a sample as points (`map_view`)
+SAMPLE_POINTS = 20_000  # the points a density view draws (hover, legend, clicks)
+GRID = (640, 360)  # the density image's pixels (width, height)
+PALETTE = ("#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700", "#ffd16a", "#6d3fc0", "#d5dae5")
+MUTED = "#d3d3d3"  # "lightgrey": products in no group, and the rest lumped together as "other"
 
 
 def group_names(
@@ -34,36 +40,265 @@ def group_names(
     return [cut(source.get(int(p))) for p in product_ids]
 
 
-def scatter_groups(product_ids: np.ndarray, xy: np.ndarray, names: list[str], *, max_groups: int = 24) -> list[dict[str, Any]]:
+def keyed(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values in the order they first appear, each row's index into them): so a map's group names are
+    made once per distinct product or cluster, not once per row."""
+    distinct, first, inverse = np.unique(np.asarray(values), return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return distinct[order], rank[inverse.ravel()]
+
+
+def rank_groups(names: list[str], max_groups: int, inverse: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+    """The groups a map shows and each product's group: the `max_groups - 1` largest, then "other" for the rest, with
+    "unassigned" / "no ..." groups (and "other") last; equal sizes in the order the groups first appear.
+
+    Args:
+        names: each product's group, or with `inverse` each distinct key's (`keyed`: in order of first appearance),
+            product i's being names[inverse[i]].
+
+    Returns:
+        (group names in legend order, each product's index into them as an int32 array).
+    """
+    weights = np.bincount(inverse, minlength=len(names)) if inverse is not None else np.ones(len(names), np.int64)
+    counts: Counter[str] = Counter()
+    for name, weight in zip(names, weights.tolist()):
+        if weight:
+            counts[name] += weight
+    special = {n for n in counts if n == "unassigned" or n.startswith("no ")}
+    ranked = [n for n, _ in counts.most_common() if n not in special]
+    keep = ranked[: max_groups - 1]
+    lumped = len(ranked) > len(keep)
+    order = keep + sorted(special | ({"other"} if lumped else set()))
+    index = {n: i for i, n in enumerate(order)}
+    other = index.get("other", -1)
+    codes = np.fromiter((index.get(n, other) for n in names), np.int32, len(names))
+    return order, codes if inverse is None else codes[inverse]
+
+
+def is_muted(name: str) -> bool:
+    """Drawn in grey: products in no group ("unassigned", "no label", ...) and the lumped-together rest ("other")."""
+    return name in ("unassigned", "other") or name.startswith("no ")
+
+
+def legend_name(name: str, size: int) -> str:
+    """A group's legend text: its name cut to LEGEND_CHARS and escaped for Plotly (which renders HTML in it), and its size."""
+    return f"{label(short(name, LEGEND_CHARS))} ({size:,})"
+
+
+def scatter_groups(
+    product_ids: np.ndarray, xy: np.ndarray, names: list[str], *, max_groups: int = 24, inverse: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """Traces for the scatter: the `max_groups - 1` largest groups, then the rest as "other" (coordinates
     rounded to 3 decimals: the page payload is mostly these numbers).
 
     Returns:
-        [{"name", "x", "y", "ids"}], largest first, "unassigned"/"other" last; "name" is the legend's text (the
-        group's name cut to LEGEND_CHARS and escaped for Plotly, which renders HTML in it) and its size.
+        [{"name", "x", "y", "ids", "muted"}], largest first, "unassigned"/"other" last; "name" is the legend's text
+        (`legend_name`). `names` and `inverse`: as `rank_groups` takes them.
     """
-    counts = Counter(names)
-    special = {n for n in counts if n == "unassigned" or n.startswith("no ")}
-    ranked = [n for n, _ in counts.most_common() if n not in special]
-    keep = set(ranked[: max_groups - 1])
-    final = [n if n in keep or n in special else "other" for n in names]
-    order = [n for n in ranked if n in keep] + sorted({n for n in final if n not in keep})
-    arr = np.asarray(final)
+    order, codes = rank_groups(names, max_groups, inverse)
     xy = np.round(np.asarray(xy, np.float64), 3)
+    product_ids = np.asarray(product_ids)
     out = []
-    for name in order:
-        rows = np.flatnonzero(arr == name)
+    for i, name in enumerate(order):
+        rows = np.flatnonzero(codes == i)
         if len(rows):
             out.append(
                 {
-                    "name": f"{label(short(name, LEGEND_CHARS))} ({len(rows):,})",
+                    "name": legend_name(name, len(rows)),
                     "x": xy[rows, 0].tolist(),
                     "y": xy[rows, 1].tolist(),
                     "ids": product_ids[rows].tolist(),
-                    "muted": name in special or name == "other",
+                    "muted": is_muted(name),
                 }
             )
     return out
+
+
+def map_view(
+    product_ids: np.ndarray, xy: np.ndarray, names: list[str], *, max_groups: int = 24, inverse: np.ndarray | None = None
+) -> dict[str, Any]:
+    """What the page draws of a map: {"groups": one trace per group, "n", "density"}.
+
+    Up to DENSITY_ABOVE products every product is a point (`scatter_groups`; "density" None). Above it the browser
+    gets a density image of every product (`density_image`) and a sample of SAMPLE_POINTS of them as the traces
+    (for hover and the legend: each group's "size" is its full count), so the page's payload stays the same size
+    however large the map; a selection is then resolved against every product (`selected_rows`).
+    """
+    n = len(product_ids)
+    if n <= DENSITY_ABOVE:
+        groups = scatter_groups(product_ids, xy, names, max_groups=max_groups, inverse=inverse)
+        return {"groups": groups, "n": n, "density": None}
+    order, codes = rank_groups(names, max_groups, inverse)
+    xy = np.asarray(xy, np.float32)
+    colours = [MUTED if is_muted(name) else PALETTE[i % len(PALETTE)] for i, name in enumerate(order)]
+    bounds = map_bounds(xy)
+    image = density_image(xy, codes, np.array([hex_rgb(c) for c in colours], np.float64), bounds)
+    rows = sample_rows(n, SAMPLE_POINTS)
+    sizes = np.bincount(codes, minlength=len(order))
+    groups = []
+    for i, name in enumerate(order):
+        picked = rows[codes[rows] == i]
+        if sizes[i]:
+            groups.append(
+                {
+                    "name": legend_name(name, int(sizes[i])),
+                    "x": xy[picked, 0],
+                    "y": xy[picked, 1],
+                    "ids": np.asarray(product_ids)[picked],
+                    "muted": is_muted(name),
+                    "colour": colours[i],
+                }
+            )
+    return {"groups": groups, "n": n, "density": {"png": png_uri(image), "bounds": bounds, "sampled": len(rows)}}
+
+
+def map_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1): the points' extent with a 2% margin (never empty)."""
+    lo, hi = xy.min(axis=0).astype(np.float64), xy.max(axis=0).astype(np.float64)
+    pad = np.maximum((hi - lo) * 0.02, 1e-6)
+    return float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])
+
+
+def bin_index(xy: np.ndarray, bounds: tuple[float, float, float, float], grid: tuple[int, int] | None = None) -> np.ndarray:
+    """Each point's pixel in a `grid` (width, height; default GRID) image over `bounds`, row-major with row 0 at the
+    top (largest y)."""
+    width, height = grid or GRID
+    x0, x1, y0, y1 = bounds
+    col = np.clip(((xy[:, 0] - x0) / (x1 - x0) * width).astype(np.int64), 0, width - 1)
+    row = np.clip(((y1 - xy[:, 1]) / (y1 - y0) * height).astype(np.int64), 0, height - 1)
+    return row * width + col
+
+
+def density_image(
+    xy: np.ndarray,
+    codes: np.ndarray,
+    rgb: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    grid: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """An RGBA image (height, width, 4) uint8 of every point: each pixel the mean colour of the groups of the points in
+    it (`rgb[codes]`, weighted by their counts), its opacity growing with the log of its count; empty pixels clear."""
+    width, height = grid = grid or GRID
+    pix = bin_index(xy, bounds, grid)
+    count = np.bincount(pix, minlength=width * height).astype(np.float64)
+    filled = count > 0
+    out = np.zeros((width * height, 4), np.float64)
+    for channel in range(3):
+        summed = np.bincount(pix, weights=rgb[codes, channel], minlength=width * height)
+        out[filled, channel] = summed[filled] / count[filled]
+    out[filled, 3] = 255 * (0.35 + 0.65 * np.log1p(count[filled]) / np.log1p(count.max()))
+    return np.round(out).astype(np.uint8).reshape(height, width, 4)
+
+
+def png_uri(image: np.ndarray) -> str:
+    """An RGBA array as a PNG data URI (what a Plotly layout image's "source" takes)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image, "RGBA").save(buf, format="PNG", optimize=False, compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def sample_rows(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """`k` of the rows 0..n-1 (all when n <= k), sorted: the same ones every time for the same n."""
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    value = colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def in_box(xy: np.ndarray, xs: list[float], ys: list[float]) -> np.ndarray:
+    """Mask of the points inside the box spanned by `xs` and `ys` (two x and two y values, in any order; edges inside)."""
+    x0, x1 = sorted(float(v) for v in xs[:2])
+    y0, y1 = sorted(float(v) for v in ys[:2])
+    x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)  # compared in float64, as the browser's numbers are
+    return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+
+
+def in_polygon(xy: np.ndarray, xs: list[float], ys: list[float]) -> np.ndarray:
+    """Mask of the points inside the polygon with vertices (`xs`, `ys`) (closed implicitly; even-odd rule: a
+    horizontal ray from the point crosses its edges an odd number of times). Only points in its bounding box are
+    tested, so a small lasso over a million points is cheap."""
+    px, py = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    mask = np.zeros(len(xy), bool)
+    if len(px) < 3:
+        return mask
+    rows = np.flatnonzero(in_box(xy, [px.min(), px.max()], [py.min(), py.max()]))
+    x, y = xy[rows, 0].astype(np.float64), xy[rows, 1].astype(np.float64)
+    inside = np.zeros(len(rows), bool)
+    for ax, ay, bx, by in zip(px, py, np.roll(px, -1), np.roll(py, -1)):
+        if ay == by:
+            continue  # a horizontal edge: a horizontal ray never crosses it
+        spans = (ay > y) != (by > y)
+        cross = ax + (y - ay) * (bx - ax) / (by - ay)
+        inside ^= spans & (x < cross)
+    mask[rows] = inside
+    return mask
+
+
+def selected_rows(xy: np.ndarray, selection: dict[str, Any]) -> np.ndarray:
+    """Rows of the map inside any box or lasso of a Plotly selection (Streamlit's `event.selection`: "box" and
+    "lasso" lists, each with "x" and "y" lists), sorted."""
+    mask = np.zeros(len(xy), bool)
+    for box in selection.get("box") or []:
+        mask |= in_box(xy, box["x"], box["y"])
+    for lasso in selection.get("lasso") or []:
+        mask |= in_polygon(xy, lasso["x"], lasso["y"])
+    return np.flatnonzero(mask)
+
+
+def selected_ids(selection: dict[str, Any] | None, points: dict[str, Any] | None = None) -> list[int]:
+    """The product ids a map selection picks: the clicked or enclosed points' ids (each drawn point carries its id);
+    with `points` (a density view's whole map: "product_ids", "xy"), every product inside its boxes and lassos too,
+    not only the drawn sample's. Each id once, in map order then click order."""
+    if not selection:
+        return []
+    picked = [int(p["customdata"]) for p in selection.get("points") or [] if "customdata" in p]
+    if points is None:
+        return picked
+    inside = np.asarray(points["product_ids"])[selected_rows(np.asarray(points["xy"]), selection)].tolist()
+    return list(dict.fromkeys([*inside, *picked]))
+
+
+def map_figure(data: dict[str, Any]):
+    """The Plotly figure of a map view (`map_view`'s dict): one Scattergl trace per group; a density view adds its
+    image under the sampled points, with the axes fixed to the image's extent."""
+    import plotly.graph_objects as go
+
+    density = data.get("density")
+    size = 3 if density else 4 if data["n"] > 10_000 else 5
+    fig = go.Figure()
+    for group in data["groups"]:
+        muted = group["muted"]
+        colour = {"color": group["colour"]} if density else {"color": MUTED} if muted else {}
+        fig.add_trace(
+            go.Scattergl(  # arrays, not lists: Plotly checks them at once and sends them as base64 ("bdata")
+                x=np.asarray(group["x"], np.float32),
+                y=np.asarray(group["y"], np.float32),
+                mode="markers",
+                name=group["name"],
+                customdata=id_array(group["ids"]),
+                marker={"size": size, "opacity": (0.35 if muted else 0.75) * (0.6 if density else 1), **colour},
+                hovertemplate="%{fullData.name}<extra></extra>",
+            )
+        )
+    layout: dict[str, Any] = {"meta": {"points": data["n"], "shown": sum(len(g["x"]) for g in data["groups"])}}
+    if density:
+        x0, x1, y0, y1 = density["bounds"]
+        image = {"source": density["png"], "xref": "x", "yref": "y", "x": x0, "y": y1, "sizex": x1 - x0, "sizey": y1 - y0}
+        layout["images"] = [{**image, "sizing": "stretch", "layer": "below", "opacity": 1}]
+        layout["xaxis"], layout["yaxis"] = {"range": [x0, x1]}, {"range": [y0, y1]}
+    fig.update_layout(height=560, margin=dict(t=10, l=0, r=0, b=0), legend={"font": {"size": 10}}, dragmode="lasso", **layout)
+    return fig
 
 
 def unassigned_note(meta: dict[str, Any]) -> str:
@@ -73,3 +308,17 @@ def unassigned_note(meta: dict[str, Any]) -> str:
     groups = int(meta.get("unclear_groups") or 0)
     among = f" ({groups} unclear group{'s' if groups != 1 else ''} among them)" if groups else ""
     return f"{float(meta['unassigned']):.0%} unassigned{among} · "
+
+
+def id_array(ids) -> np.ndarray:
+    """Product ids as int32 when they fit (a typed array Plotly.js reads; it has no int64), else as float64 (exact)."""
+    ids = np.asarray(ids, np.int64)
+    return ids.astype(np.int32) if not len(ids) or (ids.min() >= -(2**31) and ids.max() < 2**31) else ids.astype(np.float64)
+
+
+def density_note(data: dict[str, Any]) -> str:
+    """ "density of all 1,000,000 · 20,000 drawn as points · " for a density view's caption; "" for a plain one."""
+    density = data.get("density")
+    if not density:
+        return ""
+    return f"shaded by the density of all {data['n']:,} · {density['sampled']:,} drawn as points (hover, click) · "

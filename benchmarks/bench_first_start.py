@@ -83,8 +83,13 @@ def one_run(label: str, ref: str, *, repo: Path, workdir: Path, port: int, timeo
         return round(time.perf_counter() - started, 1)
 
     proc = subprocess.Popen(
-        ["make", "run", f"PORT={port}"], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        ["make", "run", f"PORT={port}"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
 
     def read_output() -> None:

@@ -83,7 +83,13 @@ class PlatformCategory(Base):
 
 class Product(Base):
     __tablename__ = "products"
-    __table_args__ = (UniqueConstraint("platform_id", "external_id", name="uq_product_platform_ext"),)
+    __table_args__ = (
+        UniqueConstraint("platform_id", "external_id", name="uq_product_platform_ext"),
+        # the pages' reads (migration 0008): statistics, photos first, products per platform category
+        Index("ix_products_platform_status", "platform_id", "image_status", "id"),
+        Index("ix_products_status_id", "image_status", "id"),
+        Index("ix_products_platform_category", "platform_id", "platform_category_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
@@ -134,11 +140,20 @@ class Label(Base):
     """A product's place in the taxonomy according to one source (one label per source)."""
 
     __tablename__ = "labels"
-    __table_args__ = (UniqueConstraint("product_id", "source", name="uq_label_product_source"),)
+    __table_args__ = (
+        UniqueConstraint("product_id", "source", name="uq_label_product_source"),
+        Index("ix_labels_node_product", "node_id", "product_id"),  # a category's products, counts by node (0008)
+        Index(  # the products that can have an outranked label (db.repo.direct_counts; migration 0008)
+            "ix_labels_outranking",
+            "product_id",
+            sqlite_where=text("source <> 'platform'"),
+            postgresql_where=text("source <> 'platform'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
-    node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id"), index=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("taxonomy_nodes.id"))
     source: Mapped[str] = mapped_column(String(20))
     actor: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

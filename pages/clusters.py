@@ -7,7 +7,7 @@ import streamlit as st
 from app import cache
 from app import clusters_view as view
 from app.auth import may
-from app.scatter import LEGEND_CHARS, unassigned_note
+from app.scatter import LEGEND_CHARS, density_note, selected_ids, unassigned_note
 from app.text import label, md, short
 from app.widgets import audit_table, confirmation, fill_status, filling, flash, perform, product_grid, request
 from db.proposals import PROPOSAL_ACTIONS
@@ -78,25 +78,8 @@ if (st.session_state.get("pending") or {}).get("action") == "choose_level":
     confirmation()  # next to the control it came from
 data = cache.level_scatter(slug, k) if colour == "level" else cache.scatter(slug, colour, depth)
 
-fig = go.Figure()
-if data is not None:
-    for group in data["groups"]:
-        fig.add_trace(
-            go.Scattergl(
-                x=group["x"],
-                y=group["y"],
-                mode="markers",
-                name=group["name"],
-                customdata=group["ids"],
-                marker={
-                    "size": 4 if data["n"] > 10_000 else 5,
-                    "opacity": 0.35 if group["muted"] else 0.75,
-                    **({"color": "lightgrey"} if group["muted"] else {}),
-                },
-                hovertemplate="%{fullData.name}<extra></extra>",
-            )
-        )
-else:  # proposals from a discovery run that kept no map: members only
+fig = cache.figure(data) if data is not None else go.Figure()
+if data is None:  # proposals from a discovery run that kept no map: members only
     for p in cache.proposals(parent):
         xs, ys = zip(*p["coords"]) if p["coords"] else ((), ())
         fig.add_trace(
@@ -109,12 +92,13 @@ else:  # proposals from a discovery run that kept no map: members only
                 marker={"size": 5, "opacity": 0.75},
             )
         )
-fig.update_layout(height=560, margin=dict(t=10, l=0, r=0, b=0), legend={"font": {"size": 10}}, dragmode="lasso")
+    fig.update_layout(height=560, margin=dict(t=10, l=0, r=0, b=0), legend={"font": {"size": 10}}, dragmode="lasso")
 event = st.plotly_chart(fig, key=f"clu_scatter_{slug}", on_select="rerun", selection_mode=("points", "box", "lasso"))
-selected = [int(pt["customdata"]) for pt in (event.selection.points if event and event.selection else []) if "customdata" in pt]
+density = data is not None and data["density"] is not None  # a large map: a selection counts every product inside it
+selected = selected_ids(event.selection if event else None, cache.map_points(slug) if density else None)
 if data is not None:
     st.caption(
-        f"{data['n']:,} products · {unassigned_note(data['meta'])}lasso or box to select · "
+        f"{data['n']:,} products · {unassigned_note(data['meta'])}{density_note(data)}lasso or box to select · "
         + ", ".join(f"{k} {v}s" for k, v in data["meta"].get("timings", {}).items())
     )
 

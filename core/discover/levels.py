@@ -15,6 +15,7 @@ import numpy as np
 from core.discover.clustering import NOISE
 from core.discover.hierarchy import DEFAULT_K, ClusterTree, build_tree, leaf_sums
 from core.discover.naming import (
+    WORD,
     Candidate,
     GroupNamer,
     ctfidf,
@@ -45,6 +46,11 @@ class Hierarchy:
             sibling is among its this many nearest (1: only its nearest; 3 chosen on the held-out nodes).
         use_descriptions: name groups by their descriptions' openings too (`fit`'s `descriptions`); off by default:
             it helps on H&M Upper and Lower body and hurts H&M Shoes ("Boots" for a Sneakers group), BENCHMARKS.md.
+        describe_typeless: a group whose titles name no type of their own (they call its products only by the
+            node's name, colours and fillers: "Men Black Shoes") is named by how its products' descriptions qualify
+            the node's name most often ("... these casual shoes ..." -> "Casual Shoes", `GroupNamer.count_qualified`), when
+            `fit` is given descriptions; such a name counts as the group's own (a near-duplicate of a sibling of the
+            same name is shown as its part). Only "Other <node name>" groups change.
         namer: GroupNamer (default GroupNamer()).
         node_name: the name of the node discovered under (never proposed for a group).
         taken: names of the node's existing children (never proposed again).
@@ -66,6 +72,7 @@ class Hierarchy:
         merge_typeless: bool = False,
         duplicate_neighbours: int = 3,
         use_descriptions: bool = False,
+        describe_typeless: bool = True,
         namer: GroupNamer | None = None,
         node_name: str = "",
         taken: list[str] = (),
@@ -80,11 +87,13 @@ class Hierarchy:
         self.merge_typeless = merge_typeless
         self.duplicate_neighbours = duplicate_neighbours
         self.use_descriptions = use_descriptions
+        self.describe_typeless = describe_typeless
         self.namer = namer or GroupNamer()
         self.node_name = node_name
         self.taken = list(taken)
         self.seed = seed
         self.stored_levels_: dict[str, list[dict]] = {}  # `restore`: the levels the fitted tree gave, by k
+        self.described_: dict[int, list[Candidate]] = {}  # `describe_typeless`: names of typeless nodes
 
     def fit(
         self,
@@ -97,7 +106,8 @@ class Hierarchy:
     ) -> Hierarchy:
         """Build, cut and name the tree of the clusters of `labels` (N,) over the product vectors X (N, D); `titles`
         and the products' `brands` (removed from their own titles) name the groups, and so do the openings of their
-        `descriptions` when given (`core.discover.naming.lead_phrase`: where titles are style names)."""
+        `descriptions` when given (`core.discover.naming.lead_phrase`: where titles are style names; and groups whose
+        titles name no type, see `describe_typeless`)."""
         labels = np.asarray(labels)
         ids, sums, sizes = leaf_sums(X, labels)
         self.labels_ = labels
@@ -114,6 +124,7 @@ class Hierarchy:
             self.default_k_ = DEFAULT_K[self.default](self.tree_, **kw)
         self.ranked_, self.counts_ = {}, None
         self._rank(titles, brands, descriptions if self.use_descriptions else None)
+        self._describe_typeless(descriptions if self.describe_typeless else None, brands)
         return self
 
     def _leaf_vectors(self, sums: np.ndarray, labels: np.ndarray, titles, brands) -> np.ndarray:
@@ -133,7 +144,7 @@ class Hierarchy:
     def candidates(self, node: int, *, fallback: str | None = None) -> list[Candidate]:
         """The node's name candidates; a node without any (its titles hold nothing but the node's own name,
         colours and fillers: "Men Black Shoes" under Shoes) is `fallback`, by default "Other <node name>"."""
-        own = self.ranked_.get(node, [])
+        own = self.ranked_.get(node) or self.described_.get(node, [])
         if own:
             return own
         text = fallback or title_case(f"other {self.node_name.lower()}".strip())
@@ -152,7 +163,7 @@ class Hierarchy:
 
         named = distinct_names([self.candidates(n, fallback=fallback) for n in nodes], taken=self.taken, qualify=qualify)
         for n, entry in zip(nodes, named):
-            if not self.ranked_.get(n):
+            if not (self.ranked_.get(n) or self.described_.get(n)):
                 entry["duplicate_of"] = None
                 entry["nearest_named"] = self._nearest_named(n, nodes)
         return named
@@ -236,7 +247,10 @@ class Hierarchy:
         owner = list(range(len(nodes)))
         for i, entry in enumerate(named):
             j = entry["duplicate_of"]
-            if j is not None and j in np.argsort(-sims[i])[: self.duplicate_neighbours]:
+            # a typeless group named by its descriptions has nothing in its titles to be its own category by: its
+            # namesake takes it wherever it lies (`describe_typeless`)
+            near = j is not None and (nodes[i] in self.described_ or j in np.argsort(-sims[i])[: self.duplicate_neighbours])
+            if near:
                 owner[i] = owner[j]
         for i, entry in enumerate(named):
             j = entry.get("nearest_named") if self.merge_typeless else None
@@ -272,6 +286,8 @@ class Hierarchy:
             "default_k": int(self.default_k_),
             "node_name": self.node_name,
             "taken": self.taken,
+            "use_descriptions": self.use_descriptions,
+            "describe_typeless": self.describe_typeless,
             "levels": {str(k): self.level(k) for k in range(1, k_max + 1)},
             "directions": unit.round(5).tolist(),
         }
@@ -296,7 +312,10 @@ class Hierarchy:
         hier.default_k_ = int(data["default_k"])
         hier.sums_ = np.asarray(data["directions"], dtype=np.float64)
         hier.ranked_, hier.counts_ = {}, None
-        hier._rank(titles, brands, descriptions)
+        hier.use_descriptions = bool(data.get("use_descriptions", False))
+        hier.describe_typeless = bool(data.get("describe_typeless", False))  # trees from before: titles only
+        hier._rank(titles, brands, descriptions if hier.use_descriptions else None)
+        hier._describe_typeless(descriptions if hier.describe_typeless else None, brands)
         # the stored levels are what the fitted tree gave (and the map is coloured by): the directions are kept
         # rounded, which can flip a near tie of which group is a duplicate's nearest (on Footwear > Shoes the
         # re-computed levels 9-12 merged "Unisex Casual Shoes" into "Men Casual Shoes", the fitted ones not)
@@ -309,3 +328,16 @@ class Hierarchy:
         self.counts_ = self.namer.count(list(titles), self.labels_, brands=brands, descriptions=descriptions)
         for node in range(len(self.sums_)):
             self.ranked_[node] = self.namer.ranked(self.counts_, self.tree_.leaves_under(node), node_name=self.node_name)
+
+    def _describe_typeless(self, descriptions: list[str] | None, brands: list[str | None] | None) -> None:
+        """Name candidates from `descriptions` for the tree nodes whose titles gave none (`describe_typeless`)."""
+        self.described_ = {}
+        head = WORD.findall(self.node_name.lower())
+        typeless = [n for n in range(len(self.sums_)) if not self.ranked_.get(n)] if self.counts_ is not None else []
+        if descriptions is None or not head or not typeless:
+            return
+        counts = self.namer.count_qualified(list(descriptions), self.labels_, lemma(head[-1]), brands=brands)
+        for node in typeless:
+            found = self.namer.ranked(counts, self.tree_.leaves_under(node), node_name=self.node_name, by_share=True)
+            if found:
+                self.described_[node] = found

@@ -447,6 +447,46 @@ class GroupNamer:
         """Phrase counts per cluster of `labels` (noise left out), each title without its product's brand (`brands`,
         aligned with `titles`); with `descriptions`, the phrases of each description's opening (`lead_phrase`) count
         as the product's too (once per product): see `PhraseCounts`."""
+        leads = [lead_phrase(d) for d in descriptions] if descriptions is not None else [""] * len(titles)
+        sets = []
+        for title, lab, brand, lead in zip(titles, labels, brands or [None] * len(titles), leads):
+            found, tails = self.phrases(title, brand) if lab != NOISE else (set(), set())
+            if lead and lab != NOISE:
+                more, more_tails = self.phrases(lead, brand)
+                found, tails = found | more, tails | more_tails
+            sets.append((found, tails))
+        return self.count_sets(sets, labels, min_count=min_count)
+
+    def qualified(self, text: str, head: str, brand: str | None = None, *, max_words: int = 2) -> set[tuple[str, ...]]:
+        """The phrases of `text` (without `brand`) made of a word of lemma `head` and the 1 to `max_words` - 1 words
+        just before it in its sentence, none of them a stop word: how a text qualifies a noun ("... these casual shoes
+        from Nike ..." -> ("casual", "shoes") for head "shoe")."""
+        found = set()
+        for sentence in re.split(r"[.!?;:,()]", text or ""):
+            words = title_words(without_brand(sentence, brand), self.drop)
+            for end, word in enumerate(words):
+                if lemma(word) != head:
+                    continue
+                for start in range(end - 1, max(end - max_words, -1), -1):
+                    phrase = tuple(words[start : end + 1])
+                    if phrase[0] in self.stop or len({lemma(w) for w in phrase}) < len(phrase):
+                        break
+                    found.add(phrase)
+        return found
+
+    def count_qualified(
+        self, texts: list[str], labels: np.ndarray, head: str, *, brands: list[str | None] | None = None, min_count: int = 3
+    ) -> PhraseCounts:
+        """Per cluster of `labels`, the phrases by which `texts` (descriptions) qualify the noun `head` (`qualified`:
+        a modifier and the noun), each counted as a whole phrase (as if it ended a title)."""
+        sets = []
+        for text, lab, brand in zip(texts, labels, brands or [None] * len(texts)):
+            found = self.qualified(text, head, brand) if lab != NOISE else set()
+            sets.append((found, found))
+        return self.count_sets(sets, labels, min_count=min_count)
+
+    def count_sets(self, sets: list[tuple[set, set]], labels: np.ndarray, *, min_count: int = 3) -> PhraseCounts:
+        """`PhraseCounts` of (the phrases, those at the end) of each product (noise left out)."""
         from collections import Counter
 
         labels = np.asarray(labels)
@@ -455,14 +495,9 @@ class GroupNamer:
         df: dict[str, Counter] = {}
         tail: dict[str, Counter] = {}
         surface: dict[str, Counter] = {}
-        leads = [lead_phrase(d) for d in descriptions] if descriptions is not None else [""] * len(titles)
-        for title, lab, brand, lead in zip(titles, labels, brands or [None] * len(titles), leads):
+        for (found, tails), lab in zip(sets, labels):
             if lab == NOISE:
                 continue
-            found, tails = self.phrases(title, brand)
-            if lead:
-                more, more_tails = self.phrases(lead, brand)
-                found, tails = found | more, tails | more_tails
             for bucket, phrases in ((df, found), (tail, tails)):
                 for key, text in {" ".join(lemma(w) for w in p): " ".join(p) for p in phrases}.items():
                     bucket.setdefault(key, Counter())[row[int(lab)]] += 1
@@ -479,14 +514,17 @@ class GroupNamer:
         forms = [surface[k].most_common(1)[0][0] for k in keys]
         return PhraseCounts(ids=ids, keys=keys, forms=forms, df=D, tail=T, sizes=sizes)
 
-    def ranked(self, counts: PhraseCounts, leaves: list[int], *, node_name: str = "", top_n: int = 10) -> list[Candidate]:
-        """Candidate names of the group made of the clusters at positions `leaves` of `counts`, best first."""
+    def ranked(
+        self, counts: PhraseCounts, leaves: list[int], *, node_name: str = "", top_n: int = 10, by_share: bool = False
+    ) -> list[Candidate]:
+        """Candidate names of the group made of the clusters at positions `leaves` of `counts`, best first (`by_share`:
+        ranked by the share of the group's products holding them alone, not by the score of the class docstring)."""
         n = counts.sizes[leaves].sum()
         df = counts.df[leaves].sum(axis=0)
         tail = counts.tail[leaves].sum(axis=0)
         total = np.maximum(counts.df.sum(axis=0), 1.0)
         share, precision = df / max(n, 1.0), df / total
-        score = (share + tail / max(n, 1.0)) / 2 * precision
+        score = share if by_share else (share + tail / max(n, 1.0)) / 2 * precision
         separating = {
             counts.keys[j]
             for j in np.flatnonzero((share >= self.separating_df) & (precision >= self.separating_precision))

@@ -7,8 +7,11 @@ The discovery features (`core.discover.features`) are text only: two blocks from
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,7 +33,7 @@ from core.embed.features import embed_catalogue
 from core.keys import content_key
 from core.runs import RunRecord
 from core.steps.catalogue import catalogue_and_brands
-from core.steps.maps import load_map, record_pipeline_stages, save_map, slug_for
+from core.steps.maps import load_map, map_file, record_pipeline_stages, save_map, slug_for
 from db import proposals as props
 from db.models import Product, TaxonomyNode
 from db.repo import node_by_path
@@ -41,6 +44,7 @@ MIN_PRODUCTS = 50
 # The tree over a run's clusters (core.discover.levels.Hierarchy), chosen on held-out nodes: BENCHMARKS.md
 HIERARCHY = {"linkage": "average", "represent": "combined", "embedding_weight": 0.3, "default": "gap", "k_min": 4, "k_max": 12}
 N_ALTERNATIVES = 3
+DESCRIPTION_CHARS = 300  # the start of a description that discovery reads (as `load_catalogue` keeps it)
 
 
 def node_encoder(choice: EncoderChoice | None = None) -> Encoder:
@@ -131,16 +135,19 @@ def discover(
     record_pipeline_stages(record, pipe)
     titles = None if photos_only else [cat.titles[i] for i in rows]
     node = NodeRun(node_path, product_ids, X, titles, [brands[i] for i in rows], names)
-    hier = node_tree(pipe, node, seed=seed)
+    hier = node_tree(pipe, node, seed=seed, descriptions=None if photos_only else [cat.descriptions[i] for i in rows])
     record.stage("tree")
     _describe_run(record, pipe, node_path=node_path, product_ids=product_ids, X=X, encoder=encoder)
     run_key = time.strftime("%Y%m%d-%H%M%S")
     alternatives = None if photos_only else name_alternatives(factory, encoder, device=device)
-    clusters = level_clusters(LeafRun.of(pipe), hier, node, alternatives=alternatives, text_dim=encoder.dim)
+    levels = all_levels(LeafRun.of(pipe), hier, node, alternatives=alternatives, text_dim=encoder.dim)
+    record.stage("levels")
     with transaction(factory) as s:
-        n = props.replace_open_proposals(s, parent_node_id=node_id, run_key=run_key, clusters=clusters)
+        n = props.replace_open_proposals(s, parent_node_id=node_id, run_key=run_key, clusters=levels[str(hier.default_k_)])
     record.stage("store")
     record.outputs.update(proposals=n, default_k=int(hier.default_k_), leaf_clusters=int(hier.tree_.n_leaves))
+    if pipe.coords_ is not None:  # the levels serve the map's tree: kept only beside a map
+        save_levels(slug_for(node_id), run_key, levels)
     _save_node_map(node_id, node_path, run_key, pipe, product_ids, record, tree=hier.as_dict())
     log(_summary(node_path, len(rows), n, hier, pipe, encoder, photos_only=photos_only))
     return n
@@ -158,10 +165,16 @@ def _summary(node_path: str, n_rows: int, n: int, hier: Hierarchy, pipe, encoder
     )
 
 
-def node_tree(pipe: DiscoveryPipeline, node: NodeRun, *, seed: int = 0) -> Hierarchy:
-    """The named tree (`HIERARCHY` settings) over the clusters of a fitted pipeline, in the space of its head."""
+def node_tree(pipe: DiscoveryPipeline, node: NodeRun, *, seed: int = 0, descriptions: list[str] | None = None) -> Hierarchy:
+    """The named tree (`HIERARCHY` settings) over the clusters of a fitted pipeline, in the space of its head; the
+    products' `descriptions` (`short_description`) name the groups whose titles name no type."""
     hier = Hierarchy(node_name=node.path.split(" > ")[-1], taken=node.children, seed=seed, **HIERARCHY)
-    return hier.fit(pipe.embedding_, pipe.labels_, node.titles, brands=node.brands)
+    return hier.fit(pipe.embedding_, pipe.labels_, node.titles, brands=node.brands, descriptions=descriptions)
+
+
+def short_description(text: str | None) -> str:
+    """A description as discovery reads it (`core.steps.catalogue.load_catalogue`'s: spaces collapsed, its start)."""
+    return " ".join((text or "").split())[:DESCRIPTION_CHARS]
 
 
 class LevelSource(NamedTuple):
@@ -188,15 +201,16 @@ def level_source(db_url: str, node_id: int, *, choice: EncoderChoice | None = No
     _, children = node_and_children(factory, saved["meta"].get("node") or "")
     product_ids, labels = saved["product_ids"], saved["clusters"]
     with factory() as s:
-        found = s.execute(select(Product.id, Product.title, Product.brand).where(Product.id.in_(product_ids.tolist())))
-        rows = {r.id: r for r in found}
+        columns = (Product.id, Product.title, Product.brand, Product.description)
+        rows = {r.id: r for r in s.execute(select(*columns).where(Product.id.in_(product_ids.tolist())))}
     titles, brands = [rows[int(p)].title for p in product_ids], [rows[int(p)].brand for p in product_ids]
+    descriptions = [short_description(rows[int(p)].description) for p in product_ids]
     encoder = node_encoder(choice)
     X = node_features(factory, product_ids, encoder=encoder, device=device)
     return LevelSource(
         run_key=str(saved["meta"].get("run_key", "")),
         leaves=LeafRun(labels, saved["xy"], *cluster_coherence(X, labels)),
-        hier=Hierarchy.restore(tree, labels, titles, brands=brands),
+        hier=Hierarchy.restore(tree, labels, titles, brands=brands, descriptions=descriptions),
         node=NodeRun(saved["meta"].get("node") or "", product_ids, X, titles, brands, children),
         alternatives=name_alternatives(factory, encoder, device=device),
         text_dim=encoder.dim,
@@ -205,16 +219,69 @@ def level_source(db_url: str, node_id: int, *, choice: EncoderChoice | None = No
 
 def store_level(db_url: str, node_path: str, k: int, *, choice: EncoderChoice | None = None, device=None) -> int:
     """Store the proposals of the level of `k` groups of the node's last discovery run (its map's tree) as the node's
-    open proposals, without re-running discovery; returns how many. ValueError when the node has no discovery map."""
+    open proposals, without re-running discovery (read from the run's precomputed levels, else built from its tree);
+    returns how many. ValueError when the node has no discovery map."""
     factory = get_sessionmaker(db_url)
     node_id, _ = node_and_children(factory, node_path)
-    try:
-        src = level_source(db_url, node_id, choice=choice, device=device)
-    except ValueError:
-        raise ValueError(f"{node_path!r} has no discovery run with a tree: run `python -m core discover` first") from None
-    clusters = level_clusters(src.leaves, src.hier, src.node, k=k, alternatives=src.alternatives, text_dim=src.text_dim)
+    saved = load_map(slug_for(node_id))
+    run_key = str(saved["meta"].get("run_key", "")) if saved is not None else ""
+    clusters = stored_level(slug_for(node_id), run_key, k) if saved is not None else None
+    if clusters is None:
+        try:
+            src = level_source(db_url, node_id, choice=choice, device=device)
+        except ValueError:
+            raise ValueError(f"{node_path!r} has no discovery run with a tree: run `python -m core discover` first") from None
+        clusters = level_clusters(src.leaves, src.hier, src.node, k=k, alternatives=src.alternatives, text_dim=src.text_dim)
     with transaction(factory) as s:
-        return props.replace_open_proposals(s, parent_node_id=node_id, run_key=f"{src.run_key}:k{k}", clusters=clusters)
+        return props.replace_open_proposals(s, parent_node_id=node_id, run_key=f"{run_key}:k{k}", clusters=clusters)
+
+
+def levels_dir(slug: str) -> Path:
+    """The proposals of every level of a node map's tree as its discovery run built them, one file per level:
+    data/maps/<slug>.levels/<k>.json.gz."""
+    return map_file(slug).with_suffix(".levels")
+
+
+def level_file(slug: str, k: int) -> Path:
+    return levels_dir(slug) / f"{int(k)}.json.gz"
+
+
+def all_levels(pipe: LeafRun, hier: Hierarchy, node: NodeRun, *, alternatives=None, text_dim: int | None = None) -> dict:
+    """{str(k): `level_clusters` at k} for every level the tree's map holds (1 .. min(k_max, leaves), as
+    `Hierarchy.as_dict`) and the default level: what "Show level k" then reads instead of building it."""
+    ks = sorted(set(range(1, min(hier.k_max, hier.tree_.n_leaves) + 1)) | {int(hier.default_k_)})
+    return {str(k): level_clusters(pipe, hier, node, k=k, alternatives=alternatives, text_dim=text_dim) for k in ks}
+
+
+def save_levels(slug: str, run_key: str, levels: dict) -> Path:
+    """Write a run's precomputed levels (`all_levels`) beside its map, each tagged with the run's key (an earlier
+    run's are removed first)."""
+    folder = levels_dir(slug)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.json.gz"):
+        old.unlink()
+    for k, clusters in levels.items():
+        tmp = folder / f"{int(k)}.tmp"
+        tmp.write_bytes(gzip.compress(json.dumps({"run_key": run_key, "clusters": clusters}).encode(), compresslevel=5))
+        tmp.replace(level_file(slug, int(k)))
+    return folder
+
+
+def stored_level(slug: str, run_key: str, k: int) -> list[dict] | None:
+    """The precomputed proposals of level `k` of the map's run `run_key`, or None when that run stored none (an older
+    run, or a file left by another run)."""
+    try:
+        data = json.loads(gzip.decompress(level_file(slug, k).read_bytes()))
+    except (OSError, ValueError):
+        return None
+    return data.get("clusters") if isinstance(data, dict) and data.get("run_key") == run_key else None
+
+
+def stored_levels(slug: str, run_key: str) -> dict[str, list[dict]]:
+    """{str(k): proposals} of every level the map's run `run_key` stored ({} for a run that stored none)."""
+    ks = sorted(int(p.name.split(".")[0]) for p in levels_dir(slug).glob("*.json.gz"))
+    found = {str(k): stored_level(slug, run_key, k) for k in ks}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _features(factory, cat, rows, *, photos_only: bool, choice, device, progress) -> tuple[np.ndarray, Encoder]:

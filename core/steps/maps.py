@@ -97,7 +97,8 @@ def catalogue_pipeline(n: int, *, seed: int) -> DiscoveryPipeline:
     """The pipeline of the catalogue map: SimCLR head on the title vectors, 10-D and 2-D UMAP, cascade clustering."""
     return DiscoveryPipeline(
         head=SimCLRHead(seed=seed, threads=1),  # one thread: two spin against any other busy process (6 s -> 154 s an epoch)
-        clusterer=CascadeClusterer(min_cluster_size=max(40, n // 400), seed=seed),
+        # a cluster: 1/400 of the products, at least 40, fewer for a small catalogue (under 800: n // 20, 12 of 240)
+        clusterer=CascadeClusterer(min_cluster_size=max(min(40, n // 20), n // 400), seed=seed),
         namer=ClusterNamer(),
         cache_dir=data_dir() / "discovery",
         seed=seed,

@@ -51,6 +51,14 @@ def test_catalogue_map_is_built_once_per_content(small_db, tmp_path):
     assert maps.build_catalogue_map(small_db, force=True, log=quiet)["made"]
 
 
+def test_a_small_catalogues_map_finds_clusters_whatever_the_seed(small_db):
+    """240 products over 4 leaves: with the large catalogue's smallest cluster (40 products) seed 2 found none at all
+    (everything unassigned); a small catalogue's clusters are smaller."""
+    for seed in (1, 2):
+        meta = maps.build_catalogue_map(small_db, seed=seed, force=True, log=quiet)
+        assert meta["clusters"] >= 2 and meta["unassigned"] < 0.5, (seed, meta["clusters"], meta["unassigned"])
+
+
 def test_catalogue_map_records_its_run_and_is_rebuilt_for_another_encoder(small_db, small_catalogue, second_choice):
     meta = maps.build_catalogue_map(small_db, log=quiet)
     run = maps.load_run(maps.ALL)
