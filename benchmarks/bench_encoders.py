@@ -53,6 +53,13 @@ def ingest_slice(frame, folder: Path) -> Path:
     return db
 
 
+def copy_db(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database (the backup API: the rows still in its write-ahead log come too; a
+    file copy of the main file alone lost them, and the copy read as an empty catalogue)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
 def items_per_s(encoder, items: list, batch_size: int) -> tuple[float, float, np.ndarray]:
     """(seconds to load or export, items/s, vectors) of `encoder` on `items`."""
     started = time.perf_counter()
@@ -89,7 +96,7 @@ def one_backend(
     if speed_only:
         return row
     db = work / name / "classify.db"
-    shutil.copy(slices["classify"], db)
+    copy_db(slices["classify"], db)
     url = f"sqlite:///{db}"
     started = time.perf_counter()
     embed(url, choice=EncoderChoice())
@@ -99,7 +106,8 @@ def one_backend(
     row["train_s"] = round(time.perf_counter() - started, 1)
     with get_sessionmaker(url)() as s:
         row["hf1"] = round(s.get(ModelVersion, version_id).metrics["hf1"], 4)
-    shutil.copy(slices["discover"], work / name / "discover.db")
+    copy_db(slices["discover"], work / name / "discover.db")
+    os.environ["DATA_DIR"] = str(work / name / "discover-data")  # one data folder per database, as the app has
     found = discovery_benchmark(
         f"sqlite:///{work / name / 'discover.db'}", node_path="Footwear > Shoes", bertopic=False, choice=EncoderChoice()
     )
