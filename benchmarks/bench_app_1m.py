@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench_pages import start_checkout
 from core import config
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SETTLED, start_app
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SETTLED
 
 ROWS = 1_000_000
 JITTER = 0.05
@@ -156,13 +156,7 @@ def main() -> None:
         for size in args.sizes:
             for tree, root in trees.items():
                 env = {**os.environ, "DATABASE_URL": args.db, "DATA_DIR": str(folders[size])}
-                here = e2e.ROOT
-                if root is not None:
-                    e2e.ROOT, env = root, {**env, "PYTHONPATH": str(root)}
-                try:
-                    app = start_app(env, timeout=180)
-                finally:
-                    e2e.ROOT = here
+                app = start_checkout(env, root)
                 try:
                     for run in ("cold", "warm"):
                         shot = args.out_dir / f"{tree}_{size}_{run}.png"

@@ -73,18 +73,24 @@ def visit(browser, url: str, path: str, title: str, content: str, user: tuple[st
         context.close()
 
 
+def start_checkout(env: dict[str, str], root: Path | None = None):
+    """`streamlit run app/main.py` of the checkout at `root` (default this one: its app/main.py, and its packages
+    first on the path), on the port it picks."""
+    here = e2e.ROOT
+    if root is not None:
+        e2e.ROOT, env = root, {**env, "PYTHONPATH": str(root)}
+    try:
+        return start_app(env, timeout=180)
+    finally:
+        e2e.ROOT = here
+
+
 def run_page(
     browser, env: dict[str, str], page_def: tuple[str, str, str], user: tuple[str, str], root: Path | None = None
 ) -> dict[str, float]:
     """A fresh server (of the checkout at `root`, default this one); the page's cold visit, then its warm one (a new tab)."""
     title, path, content = page_def
-    here = e2e.ROOT
-    if root is not None:  # its app/main.py, and its packages first on the path
-        e2e.ROOT, env = root, {**env, "PYTHONPATH": str(root)}
-    try:
-        app = start_app(env, timeout=180)
-    finally:
-        e2e.ROOT = here
+    app = start_checkout(env, root)
     try:
         cold = visit(browser, app.url, path, title, content, user)
         warm = visit(browser, app.url, path, title, content, user)

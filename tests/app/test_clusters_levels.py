@@ -136,18 +136,25 @@ def test_a_new_level_recolours_the_map_from_the_stored_tree_without_discovery(ap
     assert len(open_proposals(app_env, with_tree["id"])) == before  # looking at a level stores nothing
 
 
+def show_level(url: str, fitted: dict, k: int):
+    """Pick level `k` on the Clusters page and press "Show these N proposals"; checks that the node's open proposals
+    are then the groups the map showed at that level, each of whole hidden types; returns (page, proposals)."""
+    at = run_page("clusters")
+    at.select_slider(key=f"clu_level_{fitted['slug']}").set_value(k).run()
+    at.button(key="clu_use_level").click().run()
+    assert not at.exception, at.exception
+    now = open_proposals(url, fitted["id"])
+    assert {p.scores["level"]["k"] for p in now} == {k}
+    stored = sorted((g["name"], g["size"]) for g in fitted["tree"]["levels"][str(k)])
+    assert sorted((p.name, len(p.members)) for p in now) == stored  # the proposals are the groups the map showed
+    assert whole_types([set(p.members) for p in now], fitted["by_type"])
+    return at, now
+
+
 def test_showing_a_level_makes_its_groups_the_open_proposals_and_undo_brings_the_earlier_ones_back(app_env, with_tree):
     earlier = sorted((p.id, p.name) for p in open_proposals(app_env, with_tree["id"]))
     finest = others(with_tree["tree"])[-1]
-    at = run_page("clusters")
-    at.select_slider(key=f"clu_level_{with_tree['slug']}").set_value(finest).run()
-    at.button(key="clu_use_level").click().run()
-    assert not at.exception, at.exception
-    now = open_proposals(app_env, with_tree["id"])
-    assert {p.scores["level"]["k"] for p in now} == {finest}
-    stored = sorted((g["name"], g["size"]) for g in with_tree["tree"]["levels"][str(finest)])
-    assert sorted((p.name, len(p.members)) for p in now) == stored  # the proposals are the groups the map showed
-    assert whole_types([set(p.members) for p in now], with_tree["by_type"])
+    at, now = show_level(app_env, with_tree, finest)
     assert sorted(m for p in now for m in p.members) == sorted(with_tree["ids"].tolist())
     assert f"{len(now)} open of {len(now)} proposals" in " ".join(shown(c.value) for c in at.caption)
     with get_sessionmaker(app_env)() as s:

@@ -13,8 +13,8 @@ import pytest
 
 from app import cache, clusters_view
 from core.steps import discover as disc
-from tests.app.helpers import run_page, slice_paths
-from tests.app.test_clusters_levels import NODE, fit_tree, google_file, open_proposals, others, shared_embeddings, whole_types
+from tests.app.helpers import slice_paths
+from tests.app.test_clusters_levels import NODE, fit_tree, google_file, open_proposals, others, shared_embeddings, show_level
 
 __all__ = ["google_file", "shared_embeddings"]  # the fixtures fit_tree's database needs
 
@@ -40,15 +40,7 @@ def test_showing_a_level_reads_the_level_the_run_stored_without_its_features(app
     finest = others(stored_tree["tree"])[-1]
     level = cache.level_proposals(stored_tree["id"], finest)
     assert level == {"run_key": f"t:k{finest}", "k": finest, "clusters": disc.stored_level(stored_tree["slug"], "t", finest)}
-    at = run_page("clusters")
-    at.select_slider(key=f"clu_level_{stored_tree['slug']}").set_value(finest).run()
-    at.button(key="clu_use_level").click().run()
-    assert not at.exception, at.exception
-    now = open_proposals(app_env, stored_tree["id"])
-    assert {p.scores["level"]["k"] for p in now} == {finest}
-    stored = sorted((g["name"], g["size"]) for g in stored_tree["tree"]["levels"][str(finest)])
-    assert sorted((p.name, len(p.members)) for p in now) == stored  # the groups the map showed at that level
-    assert whole_types([set(p.members) for p in now], stored_tree["by_type"])
+    show_level(app_env, stored_tree, finest)  # the page shows the stored level's groups as the open proposals
 
 
 def test_a_run_without_stored_levels_or_with_another_runs_gets_the_level_built_from_its_tree(app_env, app_slice, google_file):
