@@ -95,8 +95,12 @@ def test_upload_map_validate_fix_import_and_see_the_predictions(app_page, app_db
     expect(page.get_by_role("button", name="Import", exact=True)).to_be_enabled()
     with app_page.rerun():
         page.get_by_role("button", name="Import", exact=True).click()
+    said = page.get_by_text(re.compile(r"import job #\d+")).first  # the page names the job it queued (under load the
+    expect(said).to_be_visible()  # run that writes it can end after the rerun waited on above)
+    shown_id = int(re.search(r"import job #(\d+)", said.inner_text()).group(1))
     with factory() as s:
         (job_id,) = s.scalars(select(Job.id).where(Job.kind == "import")).all()
+    assert job_id == shown_id
     expect(page.get_by_text(re.compile(rf"import job #{job_id} .*finished"))).to_be_visible(timeout=IMPORT_DEADLINE_MS)
     app_page.settle()
     expect(
