@@ -72,6 +72,25 @@ def _tqdm_progress():
     return progress
 
 
+def _tqdm_overall():
+    """A progress(text, done, total) callback drawing one tqdm bar for a whole job whose steps run side by side
+    (`core.steps.fill.Overall`: the text names the running stages, done/total is the fraction of the whole)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(text: str, done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="‰", file=sys.stderr, bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}")
+        bar.set_description_str(text, refresh=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     if args.fashion_mnist:
         return _ingest_fashion_mnist(args)
@@ -351,7 +370,7 @@ def cmd_fill_in(args: argparse.Namespace) -> int:
     """`fill-in`: discovery, the catalogue map and label scores where missing; `--background`: as a job, at once."""
     todo = missing(args.db, args.node)
     if not args.background:
-        fill_in(args.db, node_path=args.node, progress=_tqdm_progress())
+        fill_in(args.db, node_path=args.node, progress=_tqdm_overall())
         return 0
     try:
         job_id = jobs.start(args.db, kind="fill", user=users.operator(args.actor), params={"node": args.node})

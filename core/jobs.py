@@ -76,7 +76,9 @@ def launch(db_url: str, job_id: int) -> subprocess.Popen:
 class _Reporter:
     """progress(stage, done, total) and log(line) callbacks that write to the job's row (throttled)."""
 
-    def __init__(self, factory, job_id: int, stages: dict[str, tuple[float, float]]):
+    def __init__(self, factory, job_id: int, stages: dict[str, tuple[float, float]] | None):
+        """`stages`: the share of the bar each stage covers; None: the runner reports the whole job's progress
+        itself (its stage text is the message, done/total the fraction of the whole job)."""
         self.factory, self.job_id, self.stages = factory, job_id, stages
         self.last = 0.0
 
@@ -89,6 +91,9 @@ class _Reporter:
         if now - self.last < 1.0 and done < total:
             return
         self.last = now
+        if self.stages is None:
+            self._write(progress=done / max(total, 1), message=stage)
+            return
         lo, hi = self.stages.get(stage, self.stages.get(stage.split()[0], (None, None)))
         fraction = None if lo is None else lo + (hi - lo) * done / max(total, 1)
         self._write(progress=fraction, message=f"{stage}: {done}/{total}")
@@ -98,14 +103,14 @@ class _Reporter:
         self._write(log=line)
 
 
-# share of the job's progress bar each stage covers
-STAGES = {
+# share of the job's progress bar each stage covers (None: the runner reports the whole job's progress itself)
+STAGES: dict[str, dict[str, tuple[float, float]] | None] = {
     "retrain": {"embed": (0.0, 0.1), "train": (0.1, 0.9), "predict": (0.9, 1.0)},
     "review": {"embed": (0.0, 0.15), "out-of-fold": (0.15, 1.0)},
     "import": {"ingest": (0.0, 0.2), "embed": (0.2, 0.8), "predict": (0.8, 1.0)},
     "mapping": {"suggest": (0.0, 1.0)},
     "standard": {"suggest": (0.0, 1.0)},
-    "fill": {"discover": (0.0, 0.4), "map": (0.4, 0.7), "review": (0.7, 1.0)},
+    "fill": None,  # its steps run side by side: core.steps.fill.Overall
 }
 
 

@@ -132,6 +132,7 @@ class Encoder:
 
     modality = "text"
     id = ""
+    onnx = False  # whether `_load` runs it through ONNX Runtime on the CPU (core.embed.onnx_backend)
 
     def __init__(self):
         self._model = None
@@ -245,6 +246,7 @@ class HFTextEncoder(Encoder):
     """
 
     modality = "text"
+    onnx = True
 
     def __init__(
         self,
@@ -439,6 +441,8 @@ class EfficientNetLite0Encoder(ImageEncoder):
         weights: path of the state_dict; default the bundled file.
         image_size: input resolution.
     """
+
+    onnx = True
 
     def __init__(self, *, weights: str | Path | None = None, image_size: int = 224):
         super().__init__()

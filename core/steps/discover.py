@@ -61,6 +61,11 @@ def node_texts(factory, product_ids: np.ndarray) -> tuple[list[str], list[str]]:
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
+# the last stage that runs on every core (ONNX Runtime's threads); after it discovery trains and projects on one thread
+# (core.steps.fill starts the other steps beside it then)
+LAST_PARALLEL_STAGES = ("embed title + description", "embed photos")
+
+
 def node_features(factory, product_ids: np.ndarray, *, encoder: Encoder | None = None, device=None, progress=None) -> np.ndarray:
     """`(n, 2 * D) float32`: the two text blocks of `product_ids` from `encoder` (default `node_encoder()`),
     cached by text."""

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from core.config import data_dir
 from core.data.ingest import find_catalog_file
+from core.embed import onnx_backend
 from core.embed.choice import chosen_encoders
 from core.keys import content_key
 from core.runs import RunRecord
@@ -131,7 +132,13 @@ def prepare(
     written once all are done, with the database's stamp at that point (what the next start compares with)."""
     upgrade(db_url)
     record = RunRecord("start-ingest", settings={"catalog": str(catalog), "platform": platform})
-    key = ingest_step(db_url, catalog, platform=platform, images_root=images_root, log=log)
+    choice = chosen_encoders()
+    exporting = onnx_backend.export_ahead([choice.text, choice.image])  # a first start: beside the ingest
+    try:
+        key = ingest_step(db_url, catalog, platform=platform, images_root=images_root, log=log)
+    finally:
+        if exporting is not None:
+            exporting.join()
     record.stage("ingest")
     models = models_step(db_url, progress=progress, log=log)
     ran = {"ingest": key is not None, "models": models is not None}

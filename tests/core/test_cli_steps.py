@@ -232,13 +232,20 @@ def base(tmp_path_factory):
 @pytest.fixture
 def workspace(base, tmp_path, monkeypatch) -> str:
     """A copy of the base database and data folder for one test (its DATA_DIR); returns the copy's URL."""
-    shutil.copytree(base["data"], tmp_path / "data")
+    url = copy_base(base, tmp_path)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     for name, encoder in STAND_INS.items():
         monkeypatch.setitem(ENCODERS, name, encoder)
-    with sqlite3.connect(base["db_path"]) as src, sqlite3.connect(tmp_path / "cli.db") as dst:
+    monkeypatch.setenv("PYTHONPATH", child_pythonpath(tmp_path))  # a step's second process gets the stand-ins too
+    return url
+
+
+def copy_base(base, folder: Path) -> str:
+    """Copy the base database and data folder into `folder` (its data folder: `folder / "data"`); returns the URL."""
+    shutil.copytree(base["data"], folder / "data")
+    with sqlite3.connect(base["db_path"]) as src, sqlite3.connect(folder / "cli.db") as dst:
         src.backup(dst)  # with what is still in the write-ahead log
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+    return f"sqlite:///{folder / 'cli.db'}"
 
 
 def session(url: str):

@@ -4,6 +4,8 @@ keeps int8 vectors apart from fp32 ones. The text model is a tiny random-initial
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,3 +102,22 @@ def test_onnx_photo_embeddings_equal_torch_and_an_unreadable_photo_stays_masked(
     assert ok.tolist() == ok_ref.tolist() == [True, False, True, True]
     assert not got[1].any()
     assert (got[ok] * ref[ok]).sum(1).min() > 0.99999
+
+
+def test_export_ahead_exports_in_a_second_process_and_the_encoder_then_only_loads(tmp_path, data, monkeypatch):
+    """What a first `make run` starts beside the ingest (core.steps.start.prepare)."""
+    monkeypatch.setenv(onnx_backend.BACKEND_ENV, "onnx")
+    process = onnx_backend.export_ahead([None, "efficientnet-lite0"])  # no text encoder: photos only
+    assert process is not None and process.pid != os.getpid()
+    process.join(timeout=300)
+    assert process.exitcode == 0
+    (graph,) = (data / "onnx").iterdir()
+    stamp = graph.stat().st_mtime_ns
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(path)
+    encoder, _, ok = embed(EfficientNetLite0Encoder, [str(path)], "onnx", monkeypatch)
+    assert ok.all() and encoder._model.path == graph and graph.stat().st_mtime_ns == stamp  # not exported again
+    assert onnx_backend.export_ahead(["efficientnet-lite0"]) is None  # nothing left to export
+    graph.unlink()
+    monkeypatch.setenv(onnx_backend.BACKEND_ENV, "torch")
+    assert onnx_backend.export_ahead(["efficientnet-lite0"]) is None  # torch needs no graph
