@@ -28,12 +28,13 @@ from core.classify.cascade import CascadeResult, TwoStageCascade, choose_thresho
 from core.classify.compare import node_f1
 from core.classify.estimator import HierarchicalClassifier
 from core.classify.models import (
+    JOINT_DIM,
+    JOINT_EPOCHS,
     STACKED,
     TEXT_MODALITIES,
+    TFIDF_DIM,
     ModelSpec,
-    add_joint,
     add_svm,
-    add_tfidf,
     fit_model,
     inputs,
     score,
@@ -217,7 +218,7 @@ def data_key(cat: Catalogue, encoder_ids: dict[str, str]) -> str:
 class _Steps:
     """Progress of the fitting steps, and their timings for the log."""
 
-    NAMES = ("features", "tfidf projection", "title-photo aligner", "svm and stage-1 and stage-2 models", "evaluation")
+    NAMES = ("features", "tfidf projection and title-photo aligner", "svm and stage-1 and stage-2 models", "evaluation")
 
     def __init__(self, progress: Progress | None, log: Log):
         self.progress, self.log, self.done = progress, log, 0
@@ -320,28 +321,26 @@ class ModelBundle:
 
     def _fit_label_free(self, cat: Catalogue, feats: Features, split: Split, plan: Plan, *, steps: _Steps, log: Log) -> None:
         """The TF-IDF projection (with text) and the title-photo aligner (with enough pairs), fitted on split.fit
-        (or reused); adds the blocks "tfidf" and "joint"."""
+        (or reused) side by side (two threads: the SVD's BLAS and torch's kernels release the GIL, and each is on
+        one core); adds the blocks "tfidf" and "joint", computed once."""
+        jobs: dict[str, Callable[[], Any]] = {}
         if plan.text:
             fit_titles = [cat.titles[i] for i in split.fit]
-            self.members["projector"] = self._cached(
-                "tfidf",
-                content_key(fit_titles, self.seed),
-                lambda: add_tfidf(feats, cat.titles, split.fit, seed=self.seed),
-                "projector",
-                log,
+            key = content_key(fit_titles, self.seed)
+            jobs["projector"] = lambda: self._cached(
+                "tfidf", key, lambda: TfidfProjector(dim=TFIDF_DIM, seed=self.seed).fit(fit_titles), "projector", log
             )
-        steps("tfidf projection")
         if plan.joint:
             with_photo = split.fit[feats.masks["image"][split.fit]]
-            self.members["aligner"] = self._cached(
-                "joint",
-                content_key(feats.encoder_ids, feats.blocks["title"][with_photo], feats.blocks["image"][with_photo], self.seed),
-                lambda: add_joint(feats, split.fit, seed=self.seed),
-                "aligner",
-                log,
-            )
+            titles, images = feats.blocks["title"][with_photo], feats.blocks["image"][with_photo]
+            key = content_key(feats.encoder_ids, titles, images, self.seed)
+            fit = lambda: JointAligner(dim=JOINT_DIM, epochs=JOINT_EPOCHS, seed=self.seed).fit(titles, images)  # noqa: E731
+            jobs["aligner"] = lambda: self._cached("joint", key, fit, "aligner", log)
+        with ThreadPoolExecutor(2) as pool:
+            running = {name: pool.submit(job) for name, job in jobs.items()}
+            self.members.update({name: job.result() for name, job in running.items()})
         self._add_label_free_blocks(cat, feats)
-        steps("title-photo aligner")
+        steps("tfidf projection and title-photo aligner")
 
     def _add_label_free_blocks(self, cat: Catalogue, feats: Features) -> None:
         if "projector" in self.members:

@@ -50,7 +50,11 @@ MODELS = (
 TRAIN_OPTIONS: dict[str, Any] = {"hidden": 512, "epochs": 40, "lr": 2e-3, "batch_size": 512, "patience": 4, "dropout": 0.2}
 
 
-def add_joint(feats: Features, rows_for_fit: np.ndarray, *, dim: int = 256, seed: int = 0, epochs: int = 30):
+TFIDF_DIM = 256  # width of the TF-IDF projection block
+JOINT_DIM, JOINT_EPOCHS = 256, 30  # the title-photo aligner's joint space and training epochs
+
+
+def add_joint(feats: Features, rows_for_fit: np.ndarray, *, dim: int = JOINT_DIM, seed: int = 0, epochs: int = JOINT_EPOCHS):
     """Fit the contrastive title-image aligner on `rows_for_fit` that have a photo; add block "joint" for all rows.
 
     Returns:
@@ -63,7 +67,7 @@ def add_joint(feats: Features, rows_for_fit: np.ndarray, *, dim: int = 256, seed
     return aligner
 
 
-def add_tfidf(feats: Features, titles: list[str], rows_for_fit: np.ndarray, *, dim: int = 256, seed: int = 0):
+def add_tfidf(feats: Features, titles: list[str], rows_for_fit: np.ndarray, *, dim: int = TFIDF_DIM, seed: int = 0):
     """Fit the TF-IDF projection on the titles of `rows_for_fit`; add block "tfidf" for all rows.
 
     Returns:

@@ -270,7 +270,7 @@ def test_a_retrain_killed_after_it_made_progress_changes_nothing_and_is_reaped(
     job_id = jobs.start(url, kind="retrain", user=operator("ann"), spawn=False)
     process = jobs.launch(url, job_id)  # a real `python -m core job run ID` process, as the Retrain button starts it
     try:
-        needed = ["tfidf projection:", "title-photo aligner:"]  # training steps past "features"
+        needed = ["tfidf projection and title-photo aligner:"]  # the training step past "features"
         needed += [] if point == "training" else [f"predicted {N_PRODUCTS} products"]
         wait_until_paused(factory, job_id, paused, process, needed)
     finally:
