@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 
 from core.config import data_dir
 from core.data.ingest import find_catalog_file
-from core.embed import onnx_backend
 from core.embed.choice import chosen_encoders
+from core.embed.encoders import export_ahead
 from core.keys import content_key
 from core.runs import RunRecord
 from core.steps.embed import embed
@@ -133,7 +133,7 @@ def prepare(
     upgrade(db_url)
     record = RunRecord("start-ingest", settings={"catalog": str(catalog), "platform": platform})
     choice = chosen_encoders()
-    exporting = onnx_backend.export_ahead([choice.text, choice.image])  # a first start: beside the ingest
+    exporting = export_ahead([choice.text, choice.image])  # a first start: beside the ingest
     try:
         key = ingest_step(db_url, catalog, platform=platform, images_root=images_root, log=log)
     finally:

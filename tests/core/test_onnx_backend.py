@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from core.embed import onnx_backend
-from core.embed.encoders import EfficientNetLite0Encoder, HFTextEncoder
+from core.embed.encoders import EfficientNetLite0Encoder, HFTextEncoder, export_ahead
 from core.embed.onnx_backend import OrtModel
 
 TEXTS = ["Red cotton shirt", "Black leather heels with a strap", "", "Sports shoes " * 40, "Kurta"]
@@ -107,7 +107,7 @@ def test_onnx_photo_embeddings_equal_torch_and_an_unreadable_photo_stays_masked(
 def test_export_ahead_exports_in_a_second_process_and_the_encoder_then_only_loads(tmp_path, data, monkeypatch):
     """What a first `make run` starts beside the ingest (core.steps.start.prepare)."""
     monkeypatch.setenv(onnx_backend.BACKEND_ENV, "onnx")
-    process = onnx_backend.export_ahead([None, "efficientnet-lite0"])  # no text encoder: photos only
+    process = export_ahead([None, "efficientnet-lite0"])  # no text encoder: photos only
     assert process is not None and process.pid != os.getpid()
     process.join(timeout=300)
     assert process.exitcode == 0
@@ -117,7 +117,7 @@ def test_export_ahead_exports_in_a_second_process_and_the_encoder_then_only_load
     Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(path)
     encoder, _, ok = embed(EfficientNetLite0Encoder, [str(path)], "onnx", monkeypatch)
     assert ok.all() and encoder._model.path == graph and graph.stat().st_mtime_ns == stamp  # not exported again
-    assert onnx_backend.export_ahead(["efficientnet-lite0"]) is None  # nothing left to export
+    assert export_ahead(["efficientnet-lite0"]) is None  # nothing left to export
     graph.unlink()
     monkeypatch.setenv(onnx_backend.BACKEND_ENV, "torch")
-    assert onnx_backend.export_ahead(["efficientnet-lite0"]) is None  # torch needs no graph
+    assert export_ahead(["efficientnet-lite0"]) is None  # torch needs no graph
