@@ -22,3 +22,23 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def spawn(target, args: tuple, *, context=None):
+    """Start `target(*args)` in a spawned process (a fresh interpreter: no threads or torch state inherited) without
+    running this process's `__main__` again there: under a test runner or Streamlit, `__main__` may be a script that
+    must not run twice (spawn re-imports it in the child). `context`: a spawn context (default a new one)."""
+    import multiprocessing
+    import sys
+    import types
+
+    context = context or multiprocessing.get_context("spawn")
+    process = context.Process(target=target, args=args, daemon=True)
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")  # nothing for the child to re-import
+    try:
+        process.start()
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+    return process

@@ -664,11 +664,9 @@ def export_ahead(names: Sequence[str | None]):
     todo = [n for n, e in encoders.items() if e.onnx and not graph(e).exists()]
     if not todo:
         return None
-    import multiprocessing
+    from core.torch_runtime import spawn
 
-    process = multiprocessing.get_context("spawn").Process(target=_export_process, args=(todo,), daemon=True)
-    process.start()
-    return process
+    return spawn(_export_process, (todo,))
 
 
 def _export_process(names: list[str]) -> None:

@@ -21,6 +21,7 @@ from core.steps.discover import LAST_PARALLEL_STAGES, MIN_PRODUCTS, discover
 from core.steps.maps import build_catalogue_map
 from core.steps.review import run_review
 from core.steps.start import db_stamp, record_path
+from core.torch_runtime import spawn
 from db import proposals as props
 from db import review
 from db.repo import node_by_path
@@ -216,8 +217,7 @@ class _Beside:
             saved = {name: os.environ.get(name) for name in ONE_THREAD}
             os.environ.update(ONE_THREAD)  # the child's environment is this one's when it starts
             try:
-                self.process = context.Process(target=_beside_process, args=(self.db_url, self.steps, self.queue), daemon=True)
-                self.process.start()
+                self.process = spawn(_beside_process, (self.db_url, self.steps, self.queue), context=context)
             finally:
                 for name, value in saved.items():
                     if value is None:
