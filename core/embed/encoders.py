@@ -41,6 +41,7 @@ import numpy as np
 from core.data.images import UnreadableImage, open_image
 from core.embed import onnx_backend
 from core.embed.onnx_backend import OrtModel, mean_pool
+from core.torch_runtime import spawn
 
 Progress = Callable[[int, int], None]
 DEFAULT_ENCODERS = {"text": "minilm", "image": "efficientnet-lite0"}
@@ -664,8 +665,6 @@ def export_ahead(names: Sequence[str | None]):
     todo = [n for n, e in encoders.items() if e.onnx and not graph(e).exists()]
     if not todo:
         return None
-    from core.torch_runtime import spawn
-
     return spawn(_export_process, (todo,))
 
 
