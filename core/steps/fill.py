@@ -50,8 +50,7 @@ class Overall:
     ("discover umap: 1/2 · review out-of-fold: 3/4") and the whole job's fraction as done/total in thousandths, each
     step weighted by `WEIGHTS`. A step's stages are not known in advance: its first stage fills half of its share, each
     next one half of what is left (a stage first seen complete, its vectors cached, none), and its end the rest, so
-    the bar never moves back. Thread-safe: the second
-    process's reports arrive on a thread of their own."""
+    the bar never moves back. Thread-safe: the second process's reports arrive on a thread of their own."""
 
     def __init__(self, steps: list[str], progress: Progress | None):
         self.progress, self.lock = progress, threading.Lock()
