@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 from db.models import AuditEvent, ModelVersion, Platform, Prediction, Product, TaxonomyNode
 from db.repo import MODELS, CurationError, check_version, effective_labels_subquery, image_location, lock, locked, write_audit
 
+# a model version's params key: a first start's model of the titles alone, which the fill-in replaces by the model
+# with photos once they are embedded (core.steps.start.first_model_choice, core.steps.fill.photo_model)
+TEXT_FIRST = "text_first"
 
 def register_model_version(
     session: Session,

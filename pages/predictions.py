@@ -7,7 +7,7 @@ import streamlit as st
 from app import cache
 from app.prediction_view import AGREEMENT, filter_predictions
 from app.text import md
-from app.widgets import prediction_cards
+from app.widgets import fill_status, filling, prediction_cards
 
 TABLE_ROWS = 1000
 
@@ -16,6 +16,17 @@ version, df = cache.predictions()
 if version is None or df.empty:
     st.info("No predictions yet: train and predict with `make run` (or `python -m core train` then `python -m core predict`).")
     st.stop()
+if version["text_first"]:
+    fill_status()  # the photos and the model with them, behind the app
+    st.info(
+        "These are the first model's predictions, made from the titles alone. "
+        + (
+            "The model that reads the photos too is being trained behind the app: this page shows its predictions "
+            "once it is ready."
+            if filling()
+            else "The model with photos was not trained: `make run` trains it in the background."
+        )
+    )
 st.caption(f"Model version #{version['id']} · {md(version['name'])} · hF1 {version['metrics'].get('hf1', float('nan')):.4f}")
 
 levels = [c for c in df.columns if c.startswith("level_")]

@@ -34,6 +34,7 @@ def embed(
     db_url: str,
     *,
     choice: EncoderChoice | None = None,
+    embed_choice: EncoderChoice | None = None,
     descriptions: bool = False,
     batch_size: int = 64,
     device=None,
@@ -42,13 +43,14 @@ def embed(
 ) -> Features:
     """Embed every product of the database (titles, photos, optionally title + description) and record `choice`
     (default: the recorded one, else the bundled encoders) so that train, review, discover and map use it.
+    `embed_choice`: embed with these encoders now (a first start: the titles alone), still recording `choice`.
     `engine`: None (here) or a `core.engine` engine that embeds the missing vectors (the cache is written here)."""
     choice = choice or chosen_encoders()
     with get_sessionmaker(db_url)() as s:
         cat = load_catalogue(s)
     feats = embed_catalogue(
         cat,
-        **choice.kwargs(),
+        **(embed_choice or choice).kwargs(),
         descriptions=descriptions,
         batch_size=batch_size,
         device=device,

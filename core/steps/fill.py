@@ -1,4 +1,5 @@
-"""What `make run` fills in behind the served app: discovery on the default node, the catalogue map and the label
+"""What `make run` fills in behind the served app: the model with photos (after a first start served a model of the
+titles alone, `core.steps.start.first_model_choice`), discovery on the default node, the catalogue map and the label
 scores, in one background job (`core.jobs`, kind "fill"), each only when it is missing (the map is cached by content
 anyway). The app is useful before they finish: the pages that need them say what is running.
 
@@ -15,34 +16,80 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import func, select
+
 from core.embed.choice import chosen_encoders
 from core.runs import RunRecord
 from core.steps.discover import LAST_PARALLEL_STAGES, MIN_PRODUCTS, discover
+from core.steps.embed import embed
 from core.steps.maps import build_catalogue_map
+from core.steps.predict import predict
 from core.steps.review import run_review
-from core.steps.start import db_stamp, record_path
+from core.steps.start import advance_models_record, db_stamp, record_path
+from core.steps.train import train
 from core.torch_runtime import spawn
+from db import predictions as preds
 from db import proposals as props
 from db import review
+from db.models import AuditEvent
 from db.repo import node_by_path
-from db.session import get_sessionmaker
+from db.session import get_sessionmaker, transaction
 
 DEFAULT_NODE = "Footwear > Shoes"
-STEPS = ("discover", "map", "review")
-# each step's share of the whole job's progress bar (its share of the time on the default catalogue: 186, 116, 78 s)
-WEIGHTS = {"discover": 0.5, "map": 0.3, "review": 0.2}
+STEPS = ("model", "discover", "map", "review")
+# each step's share of the whole job's progress bar (its share of the time on the default catalogue: the photos and
+# the model with them 290 s, then 186, 116, 78 s)
+WEIGHTS = {"model": 0.43, "discover": 0.27, "map": 0.17, "review": 0.13}
 PARALLEL_ENV = "CURATOR_FILL_PARALLEL"  # "0": every step in this process, one after the other
 Progress = Callable[[str, int, int], None]
 
 
 def missing(db_url: str, node_path: str = DEFAULT_NODE) -> list[str]:
-    """The steps of `STEPS` whose results are not there yet (the map is always listed: it checks its own cache)."""
+    """The steps of `STEPS` whose results are not there yet (the map is always listed: it checks its own cache;
+    "model": the active model is a first start's model of the titles alone while the chosen encoders read photos)."""
     with get_sessionmaker(db_url)() as s:
         node = node_by_path(s, node_path)
         proposals = bool(node is not None and props.list_proposals(s, parent_node_id=node.id))
         queue = bool(review.counts(s))
-    wanted = {"discover": node is not None and not proposals, "map": True, "review": not queue}
+        active = preds.active_model_version(s)
+        first = active is not None and bool((active.params or {}).get(preds.TEXT_FIRST))
+    wanted = {
+        "model": first and chosen_encoders().image is not None,
+        "discover": node is not None and not proposals,
+        "map": True,
+        "review": not queue,
+    }
     return [step for step in STEPS if wanted[step]]
+
+
+def photo_model(db_url: str, *, progress: Progress | None = None, log: Callable[[str], None] = print) -> int | None:
+    """The model a first start's model of the titles alone makes way for: the photos embedded, a model trained on
+    titles and photos and made the active one (audited, undoable like any activation), then its predictions.
+    Not activated when someone activated another model meanwhile; returns the new version's id. When nothing but
+    this changed the database meanwhile, the last start's records follow (`start.advance_models_record`)."""
+    before = db_stamp(db_url)
+    embed(db_url, choice=chosen_encoders(), progress=progress)  # the photos (the titles are cached)
+    version_id = train(db_url, activate=False, progress=progress, log=log)
+    if version_id is None:
+        return None
+    factory = get_sessionmaker(db_url)
+    with transaction(factory) as s:
+        active = preds.active_model_version(s)
+        replace = active is not None and bool((active.params or {}).get(preds.TEXT_FIRST))
+        if replace:
+            preds.activate_model_version(s, version_id=version_id, actor="fill-in")
+            s.flush()
+            activation = s.scalar(select(func.max(AuditEvent.id)))
+    if not replace:
+        log(f"model version #{version_id} (with photos) not activated: another model was activated meanwhile")
+        return version_id
+    log(f"model version #{version_id} (titles and photos) is the active model")
+    predict(db_url, progress=progress, log=log)
+    after = db_stamp(db_url)
+    ours = after["audit"] == activation and all(after[k] == before[k] for k in ("products", "labels"))
+    if ours and after["model_version"] == version_id:
+        advance_models_record(db_url, before, after)
+    return version_id
 
 
 class Overall:
@@ -102,8 +149,8 @@ def fill_in(
 
     `parallel` (default: two cores or more and `CURATOR_FILL_PARALLEL` not "0"): the map (`BESIDE`) runs in a second
     process that starts once discovery's embedding, the one stage that uses every core, is done
-    (`discover.LAST_PARALLEL_STAGES`; at once when there is no discovery to run); discovery and then the label scores
-    run here, on one thread each from then on.
+    (`discover.LAST_PARALLEL_STAGES`; when there is no discovery to run: at once, or after the model with photos);
+    the model with photos, discovery and then the label scores run here, on one thread each after discovery.
     """
     done: dict[str, Any] = {}
     made_from = fill_inputs(db_url, node_path)
@@ -117,7 +164,7 @@ def fill_in(
     if beside is None:
         here = steps
     threads = None
-    if beside is not None and "discover" not in here:
+    if beside is not None and "discover" not in here and "model" not in here:
         beside.start()
         threads = one_thread()
     try:
@@ -128,7 +175,11 @@ def fill_in(
                 report = beside.start_after(report, LAST_PARALLEL_STAGES)
             done[step] = _run_step(step, db_url, node_path, report, log)
             overall.finished(step)
-            if beside is not None and step == "discover":
+            if step == "model":  # the later steps are made from the data as the new model left it
+                made_from = fill_inputs(db_url, node_path)
+            if beside is not None and (step == "discover" or (step == "model" and "discover" not in here)):
+                if step == "model":
+                    beside.start()
                 threads = one_thread()  # the label scores next, beside the map: neither needs more than one core
     finally:
         if beside is not None:
@@ -144,6 +195,8 @@ def fill_in(
 
 
 def _run_step(step: str, db_url: str, node_path: str, progress: Progress, log: Callable[[str], None]) -> Any:
+    if step == "model":
+        return photo_model(db_url, progress=progress, log=log)
     if step == "discover":
         try:
             return discover(db_url, node_path=node_path, progress=progress, log=log)

@@ -9,6 +9,11 @@ nothing changed is a few queries and a file read, not seven processes re-reading
   otherwise each runs and skips what it finds done itself (the embedding cache, the model's data key, the stored
   predictions' key).
 The records are `start-*.run.json` (`core.runs.RunRecord`) under the data folder.
+
+A first start on a database (no model version yet) whose catalogue has titles and photos embeds the titles only and
+trains its first model on them (`first_model_choice`): the app serves that model's predictions about half as soon,
+and the fill-in job behind it embeds the photos, trains the model with photos and makes it the active one
+(`core.steps.fill`). `CURATOR_TEXT_FIRST=0`: photos before serving, one model.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from sqlalchemy import func, select
 
 from core.config import data_dir
 from core.data.ingest import find_catalog_file
-from core.embed.choice import chosen_encoders
+from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.encoders import export_ahead
 from core.keys import content_key
 from core.runs import RunRecord
@@ -32,8 +37,10 @@ from core.steps.ingest import ingest
 from core.steps.predict import predict
 from core.steps.train import train
 from db.models import AuditEvent, Label, ModelVersion, Prediction, Product
+from db.predictions import TEXT_FIRST
 from db.session import get_sessionmaker, masked_url, upgrade
 
+TEXT_FIRST_ENV = "CURATOR_TEXT_FIRST"
 # audit events that change nothing a step reads (who may sign in): they do not make the data "changed"
 PEOPLE_ACTIONS = ("add_user", "change_role", "disable_user", "enable_user", "set_password")
 
@@ -93,6 +100,22 @@ def remember(record: RunRecord, name: str, db_url: str, inputs: dict[str, Any]) 
     record.write(record_path(name, db_url))
 
 
+def advance_models_record(db_url: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """After the fill-in's model with photos (`core.steps.fill.photo_model`): the last start's embed/train/predict
+    record, when it held the stamp `before`, now holds `after`, so that the next start does not check those steps
+    again for a change it made itself. The ingest record follows the same way. Returns whether it did."""
+    choice = chosen_encoders()
+    inputs = {"db": before, "encoders": [choice.text, choice.image]}
+    last = RunRecord.read(record_path("models", db_url))
+    if last is None or last.outputs.get("inputs") != inputs:
+        return False
+    remember(last, "models", db_url, {**inputs, "db": after})
+    ingested = RunRecord.read(record_path("ingest", db_url))
+    if ingested is not None and (ingested.outputs.get("inputs") or {}).get("db") == before:
+        remember(ingested, "ingest", db_url, {**ingested.outputs["inputs"], "db": after})
+    return True
+
+
 def ingest_step(db_url: str, catalog: str | Path, *, platform: str, images_root, log: Callable[[str], None]) -> str | None:
     """Ingest `catalog` unless nothing changed since the last start on this database; returns the ingest's key when
     it ran (`prepare` records it once every step is done), None when skipped."""
@@ -105,20 +128,40 @@ def ingest_step(db_url: str, catalog: str | Path, *, platform: str, images_root,
     return key
 
 
+def first_model_choice(db_url: str, choice: EncoderChoice) -> EncoderChoice | None:
+    """The encoders of a first start's first model: the chosen text encoder alone, when the chosen encoders read
+    photos too, no model version was ever trained on this database and its products have titles and photos
+    (`CURATOR_TEXT_FIRST=0`: never); None: the chosen encoders, photos embedded before serving."""
+    if choice.image is None or os.environ.get(TEXT_FIRST_ENV, "1").strip() == "0":
+        return None
+    with get_sessionmaker(db_url)() as s:
+        if s.scalar(select(func.count(ModelVersion.id))):
+            return None
+        photos = s.scalar(select(func.count(Product.id)).where(Product.image_status == "ok")) or 0
+        titled = s.scalar(select(func.count(Product.id)).where(func.length(func.trim(Product.title)) > 0)) or 0
+    return EncoderChoice(text=choice.text, image=None) if photos and titled else None
+
+
 def models_step(db_url: str, *, progress=None, log: Callable[[str], None] = print) -> RunRecord | None:
     """Embed, train (only when the data changed) and predict with the active model; skipped (None) when the database
-    and the chosen encoders are as the last start left them."""
+    and the chosen encoders are as the last start left them. A first start trains on the titles alone
+    (`first_model_choice`); the photos and the model with photos follow behind the served app."""
     choice = chosen_encoders()
     encoders = [choice.text, choice.image]
     if unchanged("models", db_url, {"db": db_stamp(db_url), "encoders": encoders}):
         log("embed, train, predict: nothing changed since the last start: skipped")
         return None
-    record = RunRecord("start-models", settings={"encoders": encoders})
-    feats = embed(db_url, choice=choice, progress=progress)
+    first = first_model_choice(db_url, choice)
+    record = RunRecord("start-models", settings={"encoders": encoders, "first_model": first and [first.text, None]})
+    feats = embed(db_url, choice=choice, embed_choice=first, progress=progress)
     for modality, stats in feats.stats.items():
         log(f"{modality} ({feats.encoder_ids[modality]}): {stats}")
     record.stage("embed")
-    train(db_url, progress=progress, log=log)
+    if first is not None:
+        log(f"first model: {first.describe()}; the photos and the model with them follow in the background")
+        train(db_url, choice=first, extra_params={TEXT_FIRST: True}, progress=progress, log=log)
+    else:
+        train(db_url, progress=progress, log=log)
     record.stage("train")
     predict(db_url, progress=progress, log=log)
     record.stage("predict")

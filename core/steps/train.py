@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.classify.bundle import STAGE2, ModelBundle, check_enough, data_key
 from core.config import data_dir
 from core.data.dataset import Catalogue
-from core.embed.choice import chosen_encoders
+from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.features import encoder_ids
 from core.steps.catalogue import load_catalogue
 from core.steps.embed import catalogue_features
@@ -38,8 +38,18 @@ def load_products(factory, *, labelled_only: bool) -> Catalogue:
     return cat.subset(np.flatnonzero(cat.trainable)) if labelled_only else cat
 
 
-def fit_bundle(factory, cat: Catalogue, *, seed: int = 0, device=None, progress: Progress | None = None, log: Log = print):
-    """Embed `cat` (labelled products) with the chosen encoders and fit a bundle on it; returns (bundle, feats).
+def fit_bundle(
+    factory,
+    cat: Catalogue,
+    *,
+    seed: int = 0,
+    device=None,
+    progress: Progress | None = None,
+    log: Log = print,
+    choice: EncoderChoice | None = None,
+):
+    """Embed `cat` (labelled products) with `choice` (default: the chosen encoders) and fit a bundle on it; returns
+    (bundle, feats).
 
     The manifest gets the database node id of every path the bundle can predict and the taxonomy version as it was
     when the labels were read (renames during training are fine: node ids survive them).
@@ -47,7 +57,7 @@ def fit_bundle(factory, cat: Catalogue, *, seed: int = 0, device=None, progress:
     with factory() as s:
         path_ids = dict(s.execute(select(TaxonomyNode.path, TaxonomyNode.id)).all())
         taxonomy_at_load = taxonomy_version(s) or None
-    choice = chosen_encoders()
+    choice = choice or chosen_encoders()
     log(f"encoders: {choice.describe()}")
     started = time.perf_counter()
     feats = catalogue_features(cat, choice=choice, device=device, progress=progress)
@@ -73,25 +83,27 @@ def save_bundle(bundle: ModelBundle) -> str:
     return str(bundle.save(folder))
 
 
-def register(session, bundle: ModelBundle, artifact: str):
+def register(session, bundle: ModelBundle, artifact: str, *, extra_params: dict[str, Any] | None = None):
     """Record a saved bundle as a model version (a candidate until activated)."""
+    photos = bool(bundle.manifest.encoder_choice.get("image"))
     return preds.register_model_version(
         session,
-        name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)",
+        name=f"cascade text-only -> {STAGE2} (+ tfidf-svm)" + ("" if photos else ", titles only"),
         metrics=bundle.manifest.metrics,
-        params=bundle.manifest.params(),
+        params={**bundle.manifest.params(), **(extra_params or {})},
         artifact=artifact,
         taxonomy_version_id=bundle.manifest.taxonomy_version,
     )
 
 
-def unchanged(factory, cat: Catalogue, log: Log) -> bool:
-    """True when the active version was trained on these labelled products, labels and encoders."""
+def unchanged(factory, cat: Catalogue, log: Log, *, choice: EncoderChoice | None = None) -> bool:
+    """True when the active version was trained on these labelled products, labels and encoders (`choice`, default
+    the chosen ones)."""
     with factory() as s:
         active = preds.active_model_version(s)
     if active is None:
         return False
-    key = data_key(cat, encoder_ids(cat, **chosen_encoders().kwargs()))
+    key = data_key(cat, encoder_ids(cat, **(choice or chosen_encoders()).kwargs()))
     if active.params.get("data_key") == key:
         log(f"model version #{active.id} was trained on these labels and features: nothing to do")
         return True
@@ -107,22 +119,26 @@ def train(
     device=None,
     progress: Progress | None = None,
     log: Log = print,
+    choice: EncoderChoice | None = None,
+    extra_params: dict[str, Any] | None = None,
 ) -> int | None:
     """Train and register a model version; returns its id (None when nothing changed and not `force`).
 
     Args:
         activate: make it the active model (default: when no model is active yet).
+        choice: the encoders to train on (default: the chosen ones, `chosen_encoders`).
+        extra_params: added to the version's params (a first start's text-only model is marked so).
     """
     factory = get_sessionmaker(db_url)
     cat = load_products(factory, labelled_only=True)
     check_enough(cat)
-    if not force and unchanged(factory, cat, log):
+    if not force and unchanged(factory, cat, log, choice=choice):
         return None
-    bundle, _ = fit_bundle(factory, cat, seed=seed, device=device, progress=progress, log=log)
+    bundle, _ = fit_bundle(factory, cat, seed=seed, device=device, progress=progress, log=log, choice=choice)
     artifact = save_bundle(bundle)
     with transaction(factory) as s:
         had_active = preds.active_model_version(s) is not None
-        version = register(s, bundle, artifact)
+        version = register(s, bundle, artifact, extra_params=extra_params)
         if activate or (activate is None and not had_active):
             preds.activate_model_version(s, version_id=version.id, actor="train")
         version_id = version.id

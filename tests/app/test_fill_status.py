@@ -38,3 +38,33 @@ def test_without_a_fill_job_the_pages_say_what_to_run(app_env):
     for page, command in (("clusters", "python -m core discover"), ("review", "python -m core review")):
         at = run_page(page)
         assert any(command in i for i in infos(at)) and not at.get("progress"), infos(at)
+
+
+def mark_text_first(url: str) -> None:
+    """The active model as a first start leaves it: a model of the titles alone, the fill-in to replace it."""
+    import streamlit as st
+
+    from db import predictions as preds
+
+    with transaction(get_sessionmaker(url)) as s:
+        version = preds.active_model_version(s)
+        version.params = {**version.params, preds.TEXT_FIRST: True}
+    st.cache_data.clear()  # (set at registration in real use, before any page read the version: no audited change)
+
+
+def test_predictions_of_a_first_start_say_they_read_the_titles_alone_while_the_photo_model_trains(app_env, with_predictions):
+    at = run_page("predictions")
+    assert not any("titles alone" in i for i in infos(at)), infos(at)  # a model trained as chosen: nothing to say
+    mark_text_first(app_env)
+    job_id = queue_fill(app_env, progress=0.1, message="model embed image: 10/100")
+    at = run_page("predictions")
+    (note,) = [i for i in infos(at) if "titles alone" in i]
+    assert "is being trained behind the app" in note
+    (bar,) = [p for p in at.get("progress")]
+    assert f"fill job #{job_id}" in shown(bar.proto.text) and bar.proto.value == 10
+    assert at.dataframe  # the first model's predictions are shown meanwhile
+    with transaction(get_sessionmaker(app_env)) as s:
+        jobs.finish(s, job_id=job_id, error="model: stopped")
+    at = run_page("predictions")
+    (note,) = [i for i in infos(at) if "titles alone" in i]
+    assert "was not trained" in note
