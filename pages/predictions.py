@@ -24,7 +24,8 @@ if version["text_first"]:
             "The model that reads the photos too is being trained behind the app: this page shows its predictions "
             "once it is ready."
             if filling()
-            else "The model with photos was not trained: `make run` trains it in the background."
+            else "No model that reads the photos is active: `make run` trains one in the background, and the Models "
+            "page activates one already trained."
         )
     )
 st.caption(f"Model version #{version['id']} · {md(version['name'])} · hF1 {version['metrics'].get('hf1', float('nan')):.4f}")

@@ -67,4 +67,4 @@ def test_predictions_of_a_first_start_say_they_read_the_titles_alone_while_the_p
         jobs.finish(s, job_id=job_id, error="model: stopped")
     at = run_page("predictions")
     (note,) = [i for i in infos(at) if "titles alone" in i]
-    assert "was not trained" in note
+    assert "No model that reads the photos is active" in note
