@@ -109,7 +109,7 @@ def _predictions(url: str, version: tuple[int, int], key: tuple):
     with _factory(url)() as s:
         model = s.get(ModelVersion, key[0])
         info = {"id": model.id, "name": model.name, "metrics": model.metrics, "created_at": str(model.created_at)}
-        info["text_first"] = bool((model.params or {}).get(preds.TEXT_FIRST))
+        info["text_first"] = preds.is_text_first(model)
         return info, prediction_frame(preds.prediction_table(s, model_version_id=model.id))
 
 

@@ -15,6 +15,11 @@ from db.repo import MODELS, CurationError, check_version, effective_labels_subqu
 # with photos once they are embedded (core.steps.start.first_model_choice, core.steps.fill.photo_model)
 TEXT_FIRST = "text_first"
 
+
+def is_text_first(version: ModelVersion | None) -> bool:
+    """Whether `version` is a first start's model of the titles alone (`TEXT_FIRST` in its params)."""
+    return version is not None and bool((version.params or {}).get(TEXT_FIRST))
+
 def register_model_version(
     session: Session,
     *,

@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 from core.embed.choice import chosen_encoders
 from core.runs import RunRecord
 from core.steps.discover import LAST_PARALLEL_STAGES, MIN_PRODUCTS, discover
-from core.steps.embed import embed
 from core.steps.maps import build_catalogue_map
 from core.steps.predict import predict
 from core.steps.review import run_review
@@ -51,8 +50,7 @@ def missing(db_url: str, node_path: str = DEFAULT_NODE) -> list[str]:
         node = node_by_path(s, node_path)
         proposals = bool(node is not None and props.list_proposals(s, parent_node_id=node.id))
         queue = bool(review.counts(s))
-        active = preds.active_model_version(s)
-        first = active is not None and bool((active.params or {}).get(preds.TEXT_FIRST))
+        first = preds.is_text_first(preds.active_model_version(s))
     wanted = {
         "model": first and chosen_encoders().image is not None,
         "discover": node is not None and not proposals,
@@ -68,14 +66,12 @@ def photo_model(db_url: str, *, progress: Progress | None = None, log: Callable[
     Not activated when someone activated another model meanwhile; returns the new version's id. When nothing but
     this changed the database meanwhile, the last start's records follow (`start.advance_models_record`)."""
     before = db_stamp(db_url)
-    embed(db_url, choice=chosen_encoders(), progress=progress)  # the photos (the titles are cached)
-    version_id = train(db_url, activate=False, progress=progress, log=log)
+    version_id = train(db_url, activate=False, progress=progress, log=log)  # embeds the photos (the titles are cached)
     if version_id is None:
         return None
     factory = get_sessionmaker(db_url)
     with transaction(factory) as s:
-        active = preds.active_model_version(s)
-        replace = active is not None and bool((active.params or {}).get(preds.TEXT_FIRST))
+        replace = preds.is_text_first(preds.active_model_version(s))
         if replace:
             preds.activate_model_version(s, version_id=version_id, actor="fill-in")
             s.flush()

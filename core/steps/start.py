@@ -159,9 +159,7 @@ def models_step(db_url: str, *, progress=None, log: Callable[[str], None] = prin
     record.stage("embed")
     if first is not None:
         log(f"first model: {first.describe()}; the photos and the model with them follow in the background")
-        train(db_url, choice=first, extra_params={TEXT_FIRST: True}, progress=progress, log=log)
-    else:
-        train(db_url, progress=progress, log=log)
+    train(db_url, choice=first, extra_params={TEXT_FIRST: True} if first else None, progress=progress, log=log)
     record.stage("train")
     predict(db_url, progress=progress, log=log)
     record.stage("predict")
