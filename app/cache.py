@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import clusters_view
 from app.prediction_view import filter_predictions, prediction_frame, to_csv
-from app.scatter import group_names, keyed, map_figure, map_view
+from app.scatter import group_names, keyed, map_figure, map_image, map_view
 from core import config
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.steps.compare import compare_versions, current_labels, predicted_paths
@@ -391,6 +391,17 @@ def figure(data: dict[str, Any]):
     """The Plotly figure of a map view (`app.scatter.map_figure`), built once per view and inputs ("token": shared by
     every session, which only read it) instead of on every run; without a token, built each time."""
     return _figure(data["token"], data) if data.get("token") else map_figure(data)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _map_png(token: str, _data: dict[str, Any]) -> bytes:
+    return map_image(_data)
+
+
+def map_png(data: dict[str, Any]) -> bytes:
+    """The map view drawn as a PNG on the server (`app.scatter.map_image`), once per view and inputs ("token", as
+    `figure`); without a token, drawn each time."""
+    return _map_png(data["token"], data) if data.get("token") else map_image(data)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -1,6 +1,7 @@
 """What the Clusters page draws of a map (`core.steps.maps`): each product's colour group, the scatter traces (or,
-for a large map, a density image of every product with a sample of them as points), the figure, which products a
-box or lasso selects, and the caption's note on unassigned products."""
+for a large map, a density image of every product with a sample of them as points), the figure, the same map drawn
+as a picture on the server (the page's first view: no plotly.js to load), which products a box or lasso selects, and
+the caption's note on unassigned products."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ SAMPLE_POINTS = 20_000  # the points a density view draws (hover, legend, clicks
 GRID = (640, 360)  # the density image's pixels (width, height)
 PALETTE = ("#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700", "#ffd16a", "#6d3fc0", "#d5dae5")
 MUTED = "#d3d3d3"  # "lightgrey": products in no group, and the rest lumped together as "other"
+
+
+# the picture of a map (`map_image`): its size in pixels, the legend's width and rows, the point radius by map size
+IMAGE_SIZE = (1200, 560)
+LEGEND_WIDTH = 330
+LEGEND_ROWS = 27
+LEGEND_ROW = 19
 
 
 def group_names(
@@ -152,6 +160,99 @@ def map_view(
                 }
             )
     return {"groups": groups, "n": n, "density": {"png": png_uri(image), "bounds": bounds, "sampled": len(rows)}}
+
+
+def map_image(data: dict[str, Any], size: tuple[int, int] | None = None) -> bytes:
+    """The map of a map view (`map_view`'s dict) drawn on the server as a PNG: every product a dot in its group's
+    colour (the colours, sizes and opacities the Plotly figure gives them; the largest group drawn first, products in
+    no group underneath), or for a density view its image of every product; the legend on the right, each group's
+    name and size drawn as pixels (never markup), up to LEGEND_ROWS of them then "+ N more groups".
+
+    The Clusters page shows this first: the browser only shows a picture, where the interactive figure needs the 4.7
+    MB plotly.js evaluated and a WebGL context (2-3 s in a new browser, BENCHMARKS.md)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = size or IMAGE_SIZE
+    groups = data["groups"]
+    legend = LEGEND_WIDTH if groups else 0
+    plot = (8, 8, width - legend - 8, height - 8)  # x0, y0, x1, y1 of the points' area
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    density = data.get("density")
+    colours = [group_colour(i, g, density) for i, g in enumerate(groups)]
+    if density:
+        draw_density(canvas, density["png"], plot)
+    else:
+        draw_points(canvas, groups, colours, plot, radius=1 if data["n"] > 10_000 else 2)
+    image = Image.fromarray(canvas, "RGB")
+    if legend:
+        draw_legend(ImageDraw.Draw(image), ImageFont.load_default(size=13), groups, colours, left=width - legend + 4)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def group_colour(i: int, group: dict[str, Any], density) -> str:
+    """A group's colour in both views: its own in a density view, else grey for "unassigned" / "other" and the
+    theme's colour sequence by trace order (what Streamlit's Plotly theme gives the traces)."""
+    if density and group.get("colour"):
+        return group["colour"]
+    return MUTED if group["muted"] else PALETTE[i % len(PALETTE)]
+
+
+def draw_points(canvas: np.ndarray, groups: list[dict[str, Any]], colours: list[str], plot, *, radius: int) -> None:
+    """Every group's points as discs of `radius` pixels onto `canvas` (H, W, 3), blended over white at the figure's
+    opacities (0.75; grey groups 0.35); muted groups first, then the groups in order (the largest at the bottom)."""
+    xy = [np.column_stack([np.asarray(g["x"], np.float64), np.asarray(g["y"], np.float64)]) for g in groups]
+    drawn = [p for p in xy if len(p)]
+    if not drawn:
+        return
+    bounds = map_bounds(np.concatenate(drawn))
+    x0, y0, x1, y1 = plot
+    x_lo, x_hi, y_lo, y_hi = bounds
+    span = range(-radius, radius + 1)
+    disc = [(dy, dx) for dy in span for dx in span if dx * dx + dy * dy <= radius * radius + radius]
+    order = [i for i, g in enumerate(groups) if g["muted"]] + [i for i, g in enumerate(groups) if not g["muted"]]
+    for i in order:
+        if not len(xy[i]):
+            continue
+        alpha = 0.35 if groups[i]["muted"] else 0.75
+        rgb = np.round(alpha * np.array(hex_rgb(colours[i]), np.float64) + (1 - alpha) * 255).astype(np.uint8)
+        cols = np.round(x0 + (xy[i][:, 0] - x_lo) / (x_hi - x_lo) * (x1 - x0)).astype(np.int64)
+        rows = np.round(y1 - (xy[i][:, 1] - y_lo) / (y_hi - y_lo) * (y1 - y0)).astype(np.int64)
+        for dy, dx in disc:
+            canvas[np.clip(rows + dy, 0, canvas.shape[0] - 1), np.clip(cols + dx, 0, canvas.shape[1] - 1)] = rgb
+
+
+def draw_density(canvas: np.ndarray, uri: str, plot) -> None:
+    """A density view's image (`png_uri`), stretched over the points' area of `canvas` and laid over white."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    x0, y0, x1, y1 = plot
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA").resize((x1 - x0, y1 - y0))
+    rgba = np.asarray(image, np.float64)
+    alpha = rgba[:, :, 3:] / 255
+    canvas[y0:y1, x0:x1] = np.round(alpha * rgba[:, :, :3] + (1 - alpha) * canvas[y0:y1, x0:x1]).astype(np.uint8)
+
+
+def draw_legend(draw, font, groups: list[dict[str, Any]], colours: list[str], *, left: int) -> None:
+    """The groups' names and sizes (the legend's text, unescaped: pixels, not HTML) beside a square of their colour."""
+    import html
+
+    shown = groups if len(groups) <= LEGEND_ROWS else groups[: LEGEND_ROWS - 1]
+    for row, (group, colour) in enumerate(zip(shown, colours)):
+        top = 10 + row * LEGEND_ROW
+        draw.rectangle((left, top + 3, left + 10, top + 13), fill=colour)
+        name, cut, count = html.unescape(group["name"]).rpartition(" (")
+        text = f"{short(name, 38)}{cut}{count}" if cut else short(count, 44)  # the size is never cut off
+        draw.text((left + 16, top), text, fill=(49, 51, 63), font=font)
+    if len(shown) < len(groups):
+        more = len(groups) - len(shown)
+        draw.text((left + 16, 10 + len(shown) * LEGEND_ROW), f"+ {more} more groups", fill=(110, 110, 120), font=font)
 
 
 def map_bounds(xy: np.ndarray) -> tuple[float, float, float, float]:

@@ -47,8 +47,8 @@ def measure(browser, url: str, view_label: str, points: int, *, default: bool, u
     page.get_by_role("textbox", name="Password").fill(user[1])
     started = time.perf_counter()
     page.get_by_role("button", name="Sign in").click()
+    bench_app_1m.interactive_map(page)  # the clock runs on through the click: the interactive map is measured
     if not default:
-        page.wait_for_function("() => !!document.querySelector('.stPlotlyChart .js-plotly-plot')")
         page.get_by_role("combobox", name="View").click()
         received["bytes"] = 0
         started = time.perf_counter()

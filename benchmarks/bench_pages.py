@@ -30,16 +30,17 @@ from core import config
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SETTLED, start_app
 
-# (title, url path, JS that says the page's main content is there)
+# the Clusters page's map: the picture the server drew (its first view), or the interactive Plotly map with its points
+MAP_IMAGE = """(() => { const i = document.querySelector('[data-testid="stImage"] img');
+  return !!i && i.complete && i.naturalWidth > 0; })()"""
+PLOTTED = """() => { const p = document.querySelector('.stPlotlyChart .js-plotly-plot');
+  return !!p && !!p._fullData && p._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) > 0; }"""
+# (title, url path, JS that says the page's main content is there[, a toggle to turn on first when the page has it])
 PAGES = [
     ("Overview", "", "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length >= 5"),
     ("Predictions", "predictions", "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length >= 3"),
-    (
-        "Clusters",
-        "clusters",
-        """() => { const p = document.querySelector('.stPlotlyChart .js-plotly-plot');
-          return !!p && !!p._fullData && p._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) > 0; }""",
-    ),
+    ("Clusters", "clusters", f"() => ({MAP_IMAGE}) || ({PLOTTED})()"),
+    ("Clusters, map to select on", "clusters", PLOTTED, "Select on the map"),
     ("Review", "review", "() => !!document.querySelector('[data-testid=\"stDataFrame\"]')"),
     ("Taxonomy", "taxonomy", "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length >= 3"),
     (
@@ -53,9 +54,13 @@ PAGES = [
 TITLED = "(title) => [...document.querySelectorAll('h1')].some(h => h.textContent.trim().startsWith(title))"
 
 
-def visit(browser, url: str, path: str, title: str, content: str, user: tuple[str, str], context=None) -> float:
+def visit(
+    browser, url: str, path: str, title: str, content: str, user: tuple[str, str], context=None, toggle: str | None = None
+) -> float:
     """Seconds from the Sign in click on `path` until the page has settled with its title and content shown: in a new
-    browser (a fresh context: nothing cached), or as a new tab of `context` (what that browser cached is kept)."""
+    browser (a fresh context: nothing cached), or as a new tab of `context` (what that browser cached is kept). With
+    `toggle`: once the page has settled, that toggle is turned on when the page has one (the clock runs on) before
+    the content is waited for."""
     own = context is None
     context = context or browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -67,6 +72,12 @@ def visit(browser, url: str, path: str, title: str, content: str, user: tuple[st
         started = time.perf_counter()
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_function(TITLED, arg=title)
+        if toggle:
+            page.wait_for_function(SETTLED)
+            switch = page.get_by_text(toggle, exact=True)
+            if switch.count():
+                switch.click()
+                page.wait_for_function(SETTLED)
         page.wait_for_function(content)
         page.wait_for_function(SETTLED)
         page.wait_for_function(content)  # still there once settled (not a stale element of the run before)
@@ -93,14 +104,16 @@ def run_page(
     """A fresh server (of the checkout at `root`, default this one); the page's cold visit, its warm one (a new browser:
     the server's caches are warm, the browser's are empty), then a return visit from that browser (a new tab and
     session: its HTTP cache holds the app's scripts, plotly.js among them)."""
-    title, path, content = page_def
+    name, path, content, *toggle = page_def
+    title = name.split(",")[0]
+    how = {"toggle": toggle[0] if toggle else None}
     app = start_checkout(env, root)
     try:
-        cold = visit(browser, app.url, path, title, content, user)
+        cold = visit(browser, app.url, path, title, content, user, **how)
         returning = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
-            warm = visit(browser, app.url, path, title, content, user, context=returning)
-            again = visit(browser, app.url, path, title, content, user, context=returning)
+            warm = visit(browser, app.url, path, title, content, user, context=returning, **how)
+            again = visit(browser, app.url, path, title, content, user, context=returning, **how)
         finally:
             returning.close()
     finally:

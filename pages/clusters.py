@@ -78,8 +78,9 @@ if (st.session_state.get("pending") or {}).get("action") == "choose_level":
     confirmation()  # next to the control it came from
 data = cache.level_scatter(slug, k) if colour == "level" else cache.scatter(slug, colour, depth)
 
-fig = cache.figure(data) if data is not None else go.Figure()
-if data is None:  # proposals from a discovery run that kept no map: members only
+fig = None
+if data is None:
+    fig = go.Figure()  # proposals from a discovery run that kept no map: members only
     for p in cache.proposals(parent):
         xs, ys = zip(*p["coords"]) if p["coords"] else ((), ())
         fig.add_trace(
@@ -93,17 +94,29 @@ if data is None:  # proposals from a discovery run that kept no map: members onl
             )
         )
     fig.update_layout(height=560, margin=dict(t=10, l=0, r=0, b=0), legend={"font": {"size": 10}}, dragmode="lasso")
-event = st.plotly_chart(fig, key=f"clu_scatter_{slug}", on_select="rerun", selection_mode=("points", "box", "lasso"))
+# first a picture of the map drawn on the server; the interactive one (plotly.js: seconds to load) when asked for
+interactive = data is None or st.toggle(
+    "Select on the map", key="clu_select_map", help=md("Hover, click, box or lasso products on an interactive map.")
+)
+event = None
+if interactive:
+    fig = fig if data is None else cache.figure(data)
+    event = st.plotly_chart(fig, key=f"clu_scatter_{slug}", on_select="rerun", selection_mode=("points", "box", "lasso"))
+else:
+    st.image(cache.map_png(data), width="stretch", output_format="PNG")  # sharp dots and text: no JPEG
 density = data is not None and data["density"] is not None  # a large map: a selection counts every product inside it
 selected = selected_ids(event.selection if event else None, cache.map_points(slug) if density else None)
 if data is not None:
+    how = "lasso or box to select" if interactive else "turn on Select on the map to hover, click or lasso products"
     st.caption(
-        f"{data['n']:,} products · {unassigned_note(data['meta'])}{density_note(data)}lasso or box to select · "
+        f"{data['n']:,} products · {unassigned_note(data['meta'])}{density_note(data)}{how} · "
         + ", ".join(f"{k} {v}s" for k, v in data["meta"].get("timings", {}).items())
     )
 
 if parent is None:
     st.subheader(f"{len(selected):,} selected products" if selected else "Select products on the map to see them")
+    if not interactive:
+        st.caption("Turn on Select on the map above, then click, box or lasso products.")
     if selected:
         product_grid(cache.cards(selected[:24]), columns=6)
     st.stop()

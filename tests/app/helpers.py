@@ -135,7 +135,12 @@ def item_id(url: str, product_id: int) -> int:
 
 
 def chart_traces(at: AppTest) -> list[dict]:
-    """The first Plotly chart's traces, typed arrays ({"dtype", "bdata"}: how Plotly sends NumPy arrays) as lists."""
+    """The first Plotly chart's traces, typed arrays ({"dtype", "bdata"}: how Plotly sends NumPy arrays) as lists. The
+    Clusters page first shows its map as a picture: when no chart is there, its "Select on the map" toggle is turned
+    on (and the page run again) first."""
+    if not at.get("plotly_chart"):
+        at.toggle(key="clu_select_map").set_value(True).run()
+        assert not at.exception, at.exception
     return [plotly_values(t) for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import html
+import io
 
+import numpy as np
+from PIL import Image
+
+from app.scatter import LEGEND_WIDTH
 from db import repo
 from db.models import Product, Proposal
 from db.session import get_sessionmaker
@@ -86,3 +91,25 @@ def test_clusters_page_node_view_shows_every_product_of_the_node(app_env, with_m
     assert {f"#{pids[0]} alpha", f"#{pids[1]} gamma"} <= names
     assert ("unassigned" in names) == (node["products"] > len(ids))
     assert any("18% unassigned (6 unclear groups among them)" in c.value for c in at.caption)
+
+
+def test_clusters_page_shows_its_map_as_a_picture_first_and_the_interactive_map_on_request(app_env, with_maps, media_stores):
+    node, _, pids, _ = with_maps
+    at = run_page("clusters")
+    assert not at.get("plotly_chart")  # no plotly.js for the browser to load on a first view
+    pictures = len(at.get("image"))
+    url = at.get("image")[0].value[0]  # the map: the first picture on the page (the product cards come after it)
+    served = media_stores[-1].get_file(url.rsplit("/", 1)[-1].split(".")[0])
+    assert served.mimetype == "image/png"
+    picture = np.asarray(Image.open(io.BytesIO(served.content)).convert("RGB"))
+    assert picture.shape[:2] == (560, 1200)
+    drawn = (picture != 255).any(axis=2)
+    assert drawn[:, : 1200 - LEGEND_WIDTH].sum() >= 3 * node["products"]  # a dot of several pixels a product
+    assert drawn[:, 1200 - LEGEND_WIDTH :].sum() > 1000  # the legend
+    assert any("turn on Select on the map" in c.value for c in at.caption)
+    traces = chart_traces(at)  # turns "Select on the map" on
+    assert at.toggle(key="clu_select_map").value
+    assert len(at.get("image")) == pictures - 1  # the chart instead of the picture; the product cards as before
+    assert sum(len(t["x"]) for t in traces) == node["products"]
+    assert {f"#{pids[0]} alpha", f"#{pids[1]} gamma"} <= {t["name"].split(" (")[0] for t in traces}
+    assert any("lasso or box to select" in c.value for c in at.caption)

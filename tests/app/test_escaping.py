@@ -6,7 +6,6 @@ CSV export with formula-like cells neutralised."""
 from __future__ import annotations
 
 import html
-import json
 import re
 
 import pandas as pd
@@ -15,7 +14,7 @@ import pytest
 from app.text import ELLIPSIS, label, md, short
 from core.data.export import safe_frame
 from tests.app import hostile
-from tests.app.helpers import add_people, run_page, served_csv
+from tests.app.helpers import add_people, chart_traces, run_page, served_csv
 from tests.app.shown import shown
 
 WJ = "\u2060"
@@ -162,7 +161,7 @@ def test_a_photo_replaced_after_ingest_by_a_non_image_shows_unreadable(hostile_e
 
 def test_the_clusters_legend_shows_proposal_names_as_text(hostile_env):
     at = run_page("clusters")
-    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    names = [t["name"] for t in chart_traces(at)]
     assert [n for n in names if "<" in n] == []
     shown_names = [html.unescape(n).rsplit(" (", 2)[0].split(" ", 1)[1] for n in names]  # "#id NAME (status) (size)"
     assert sorted(shown_names) == sorted(hostile_env.proposal_names)

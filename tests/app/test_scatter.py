@@ -124,3 +124,59 @@ def decode_png(uri: str) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))
+
+
+def picture(data: dict, size=(400, 200)) -> np.ndarray:
+    """`scatter.map_image` decoded: (H, W, 3) uint8."""
+    import io
+
+    from PIL import Image
+
+    png = scatter.map_image(data, size=size)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def blended(colour: str, alpha: float) -> np.ndarray:
+    return np.round(alpha * np.array(scatter.hex_rgb(colour)) + (1 - alpha) * 255).astype(np.uint8)
+
+
+def test_the_map_picture_draws_each_group_where_its_points_are_in_the_figures_colours():
+    # group "a" in the left half, "b" in the right half, the unassigned ones along the bottom
+    xy = np.array([[0, 1], [0.1, 1.1], [0.9, 1.0], [1.0, 1.1], [0.5, 0.0]], np.float64)
+    data = map_view(np.arange(5), xy, ["a", "a", "b", "b", "unassigned"])
+    img = picture(data)
+    plot = img[:, : 400 - scatter.LEGEND_WIDTH]  # the legend is on the right
+    a, b, grey = blended(scatter.PALETTE[0], 0.75), blended(scatter.PALETTE[1], 0.75), blended(scatter.MUTED, 0.35)
+    found = {name: np.argwhere((plot == rgb).all(axis=2)) for name, rgb in (("a", a), ("b", b), ("grey", grey))}
+    assert all(len(v) for v in found.values())
+    width = plot.shape[1]
+    assert found["a"][:, 1].max() < width / 2 < found["b"][:, 1].min()  # columns: a left of b
+    assert found["grey"][:, 0].min() > max(found["a"][:, 0].max(), found["b"][:, 0].max())  # rows: the grey one lowest
+    legend = img[:, 400 - scatter.LEGEND_WIDTH :]
+    for colour in (scatter.PALETTE[0], scatter.PALETTE[1], scatter.MUTED):  # a square of each group's colour
+        assert (legend == np.array(scatter.hex_rgb(colour), np.uint8)).all(axis=2).sum() >= 50
+
+
+def test_the_map_picture_of_a_density_view_shows_its_image_and_a_long_legend_is_cut(monkeypatch):
+    monkeypatch.setattr(scatter, "DENSITY_ABOVE", 10)
+    rng = np.random.default_rng(0)
+    n = 400
+    names = [f"<b>group {i % 40}</b> & co" for i in range(n)]  # 40 groups: more than the legend's rows
+    data = map_view(np.arange(n), rng.normal(size=(n, 2)), names, max_groups=100)
+    assert data["density"] is not None and len(data["groups"]) == 40
+    img = picture(data, size=(700, 600))
+    plot = img[:, : 700 - scatter.LEGEND_WIDTH]
+    assert (plot < 250).any(axis=2).sum() >= n / 2  # the density image is drawn: about a pixel a point
+    legend = img[:, 700 - scatter.LEGEND_WIDTH :]
+    squares = sum((legend == np.array(scatter.hex_rgb(c), np.uint8)).all(axis=2).any() for c in scatter.PALETTE)
+    assert squares == len(scatter.PALETTE)
+    rows = legend[:, 4:15]  # the column of colour squares: LEGEND_ROWS - 1 of them, then "+ N more groups"
+    filled = np.flatnonzero((rows != 255).any(axis=(1, 2)))
+    starts = filled[np.r_[True, np.diff(filled) > 1]]
+    assert len(starts) == scatter.LEGEND_ROWS - 1
+
+
+def test_an_empty_map_picture_is_blank():
+    img = picture({"groups": [], "n": 0, "density": None})
+    assert (img == 255).all()

@@ -41,6 +41,9 @@ def test_a_large_map_is_a_density_view_and_a_box_lists_every_product_inside_it(a
     ids, xy = large_map(app_db)
     page = app_page.page
     app_page.open("clusters")
+    expect(page.locator('[data-testid="stImage"] img').first).to_be_visible()  # first a picture of the map
+    with app_page.rerun():
+        page.get_by_text("Select on the map", exact=True).click()
     plot = page.locator(".stPlotlyChart .js-plotly-plot")
     expect(plot).to_be_visible()
     drawn = page.evaluate(
