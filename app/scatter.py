@@ -202,8 +202,9 @@ def group_colour(i: int, group: dict[str, Any], density) -> str:
 
 
 def draw_points(canvas: np.ndarray, groups: list[dict[str, Any]], colours: list[str], plot, *, radius: int) -> None:
-    """Every group's points as discs of `radius` pixels onto `canvas` (H, W, 3), blended over white at the figure's
-    opacities (0.75; grey groups 0.35); muted groups first, then the groups in order (the largest at the bottom)."""
+    """Every group's points as discs of `radius` pixels onto `canvas` (H, W, 3), in trace order (the largest group at
+    the bottom, "unassigned" / "other" on top) at the figure's opacities (0.75; grey groups 0.35), as Plotly draws
+    them."""
     xy = [np.column_stack([np.asarray(g["x"], np.float64), np.asarray(g["y"], np.float64)]) for g in groups]
     drawn = [p for p in xy if len(p)]
     if not drawn:
@@ -213,16 +214,16 @@ def draw_points(canvas: np.ndarray, groups: list[dict[str, Any]], colours: list[
     x_lo, x_hi, y_lo, y_hi = bounds
     span = range(-radius, radius + 1)
     disc = [(dy, dx) for dy in span for dx in span if dx * dx + dy * dy <= radius * radius + radius]
-    order = [i for i, g in enumerate(groups) if g["muted"]] + [i for i, g in enumerate(groups) if not g["muted"]]
-    for i in order:
+    for i, group in enumerate(groups):
         if not len(xy[i]):
             continue
-        alpha = 0.35 if groups[i]["muted"] else 0.75
-        rgb = np.round(alpha * np.array(hex_rgb(colours[i]), np.float64) + (1 - alpha) * 255).astype(np.uint8)
+        alpha = 0.35 if group["muted"] else 0.75
+        ink = alpha * np.array(hex_rgb(colours[i]), np.float64)
         cols = np.round(x0 + (xy[i][:, 0] - x_lo) / (x_hi - x_lo) * (x1 - x0)).astype(np.int64)
         rows = np.round(y1 - (xy[i][:, 1] - y_lo) / (y_hi - y_lo) * (y1 - y0)).astype(np.int64)
         for dy, dx in disc:
-            canvas[np.clip(rows + dy, 0, canvas.shape[0] - 1), np.clip(cols + dx, 0, canvas.shape[1] - 1)] = rgb
+            r, c = np.clip(rows + dy, 0, canvas.shape[0] - 1), np.clip(cols + dx, 0, canvas.shape[1] - 1)
+            canvas[r, c] = np.round(ink + (1 - alpha) * canvas[r, c]).astype(np.uint8)
 
 
 def draw_density(canvas: np.ndarray, uri: str, plot) -> None:

@@ -35,12 +35,14 @@ MAP_IMAGE = """(() => { const i = document.querySelector('[data-testid="stImage"
   return !!i && i.complete && i.naturalWidth > 0; })()"""
 PLOTTED = """() => { const p = document.querySelector('.stPlotlyChart .js-plotly-plot');
   return !!p && !!p._fullData && p._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) > 0; }"""
-# (title, url path, JS that says the page's main content is there[, a toggle to turn on first when the page has it])
+CLUSTERS_MAP = f"() => ({MAP_IMAGE}) || ({PLOTTED})()"
+# (title, url path, JS that says the page's main content is there[, (a toggle to turn on first when the page has one,
+# JS that says the page is there before it)])
 PAGES = [
     ("Overview", "", "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length >= 5"),
     ("Predictions", "predictions", "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length >= 3"),
-    ("Clusters", "clusters", f"() => ({MAP_IMAGE}) || ({PLOTTED})()"),
-    ("Clusters, map to select on", "clusters", PLOTTED, "Select on the map"),
+    ("Clusters", "clusters", CLUSTERS_MAP),
+    ("Clusters, map to select on", "clusters", PLOTTED, ("Select on the map", CLUSTERS_MAP)),
     ("Review", "review", "() => !!document.querySelector('[data-testid=\"stDataFrame\"]')"),
     ("Taxonomy", "taxonomy", "() => document.querySelectorAll('[data-testid=\"stMetric\"]').length >= 3"),
     (
@@ -55,12 +57,19 @@ TITLED = "(title) => [...document.querySelectorAll('h1')].some(h => h.textConten
 
 
 def visit(
-    browser, url: str, path: str, title: str, content: str, user: tuple[str, str], context=None, toggle: str | None = None
+    browser,
+    url: str,
+    path: str,
+    title: str,
+    content: str,
+    user: tuple[str, str],
+    context=None,
+    toggle: tuple[str, str] | None = None,
 ) -> float:
     """Seconds from the Sign in click on `path` until the page has settled with its title and content shown: in a new
     browser (a fresh context: nothing cached), or as a new tab of `context` (what that browser cached is kept). With
-    `toggle`: once the page has settled, that toggle is turned on when the page has one (the clock runs on) before
-    the content is waited for."""
+    `toggle` (label, JS): once the JS says the page is there and it has settled, the toggle of that label is turned on
+    when the page has one (the clock runs on), then the content is waited for."""
     own = context is None
     context = context or browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -73,8 +82,9 @@ def visit(
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_function(TITLED, arg=title)
         if toggle:
+            page.wait_for_function(toggle[1])
             page.wait_for_function(SETTLED)
-            switch = page.get_by_text(toggle, exact=True)
+            switch = page.get_by_text(toggle[0], exact=True)
             if switch.count():
                 switch.click()
                 page.wait_for_function(SETTLED)
