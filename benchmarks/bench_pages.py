@@ -84,9 +84,11 @@ def visit(
         if toggle:
             page.wait_for_function(toggle[1])
             page.wait_for_function(SETTLED)
-            switch = page.get_by_text(toggle[0], exact=True)
-            if switch.count():
-                switch.click()
+            switch = page.get_by_role("switch", name=toggle[0])
+            for _ in range(3):  # a click while the page was re-rendering can be lost: until the switch is on
+                if not switch.count() or switch.is_checked():
+                    break
+                page.locator('[data-testid="stCheckbox"]').filter(has=switch).get_by_text(toggle[0]).click()
                 page.wait_for_function(SETTLED)
         page.wait_for_function(content)
         page.wait_for_function(SETTLED)

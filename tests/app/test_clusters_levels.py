@@ -184,6 +184,13 @@ def test_showing_a_level_over_curated_proposals_asks_first_and_undo_restores_the
     assert back[first.id] == "Kept Name"
 
 
+def open_subgroups(at, proposal_id: int, is_open: bool = True) -> None:
+    """Open (or close) the proposal's "Sub-groups" expander, as a click on it does (it reruns: drawn only when open)."""
+    at.session_state[f"clu_subs_open_{proposal_id}"] = is_open
+    at.run()
+    assert not at.exception, at.exception
+
+
 def pick_with_subgroups(url: str, node_id: int) -> Proposal:
     return next(p for p in open_proposals(url, node_id) if len(p.scores.get("subgroups", [])) >= 2)
 
@@ -196,7 +203,10 @@ def test_accept_with_sub_groups_creates_the_children_and_labels_each_member_at_i
     at.selectbox(key="clu_proposal").set_value(proposal.id).run()
     assert any(f"Sub-groups ({len(subs)})" in e.label for e in at.expander)
     at.text_input(key=f"clu_name_{proposal.id}").input("New Line").run()
+    open_subgroups(at, proposal.id)
     at.text_input(key=f"clu_sub_{proposal.id}_0").input("First Part").run()
+    open_subgroups(at, proposal.id, False)  # closed: its boxes are not drawn, what was typed is kept
+    assert f"clu_sub_{proposal.id}_0" not in [w.key for w in at.text_input]
     at.checkbox(key=f"clu_subs_{proposal.id}").check().run()
     at.button(key="clu_accept").click().run()
     assert any(f"and its {len(subs)} sub-groups as child categories" in shown(w.value) for w in at.warning)
@@ -223,6 +233,7 @@ def test_two_sub_groups_of_one_name_are_refused_with_one_line_and_nothing_is_wri
     proposal = pick_with_subgroups(app_env, made["id"])
     at = run_page("clusters")
     at.selectbox(key="clu_proposal").set_value(proposal.id).run()
+    open_subgroups(at, proposal.id)
     at.text_input(key=f"clu_sub_{proposal.id}_0").input("Same").run()
     at.text_input(key=f"clu_sub_{proposal.id}_1").input("same").run()
     at.checkbox(key=f"clu_subs_{proposal.id}").check().run()
@@ -239,6 +250,9 @@ def test_a_proposal_shows_its_explanation_and_offers_the_nearest_names_in_one_cl
     expl = proposal.scores["explanation"]
     at = run_page("clusters")
     at.selectbox(key="clu_proposal").set_value(proposal.id).run()
+    assert "Most typical" not in " ".join(shown(m.value) for m in at.markdown)  # drawn when its expander is opened
+    at.session_state[f"clu_why_open_{proposal.id}"] = True
+    at.run()
     text = " ".join(shown(m.value) for m in at.markdown)
     assert "Most typical" in text and "Most doubtful" in text
     assert f"Why not its nearest sibling, {expl['nearest_sibling']}" in text

@@ -80,11 +80,13 @@ def test_change_the_granularity_accept_a_proposal_with_its_sub_groups_and_see_th
             page.get_by_role("option", name=f"#{chosen.id} ").click()
     page.get_by_role("combobox", name="Proposal").scroll_into_view_if_needed()
     screenshot(page, "clusters_proposal_controls")
-    page.get_by_text("Why this group").click()  # opens the explanation (no rerun)
+    with app_page.rerun():
+        page.get_by_text("Why this group").click()  # opens the explanation (drawn only when open: a rerun)
     page.get_by_text("Most typical").scroll_into_view_if_needed()
     screenshot(page, "clusters_proposal_explained")
     expander = page.get_by_text(f"Sub-groups ({len(subs)})")
-    expander.click()  # opens the expander (no rerun)
+    with app_page.rerun():
+        expander.click()  # opens the expander (a rerun, as above)
     expect(page.get_by_label(f"Sub-group 1 ({subs[0][1]} products)")).to_have_value(subs[0][0])
     expander.scroll_into_view_if_needed()
     screenshot(page, "clusters_proposal_expanded")
