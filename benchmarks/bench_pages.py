@@ -35,6 +35,7 @@ MAP_IMAGE = """(() => { const i = document.querySelector('[data-testid="stImage"
   return !!i && i.complete && i.naturalWidth > 0; })()"""
 PLOTTED = """() => { const p = document.querySelector('.stPlotlyChart .js-plotly-plot');
   return !!p && !!p._fullData && p._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) > 0; }"""
+SWITCH = '[role="switch"][aria-label="%s"]'  # a toggle, by its label
 CLUSTERS_MAP = f"() => ({MAP_IMAGE}) || ({PLOTTED})()"
 # (title, url path, JS that says the page's main content is there[, (a toggle to turn on first when the page has one,
 # JS that says the page is there before it)])
@@ -73,7 +74,7 @@ def visit(
     own = context is None
     context = context or browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.set_default_timeout(180_000)
+    page.set_default_timeout(int(os.environ.get("BENCH_TIMEOUT_MS", 180_000)))
     try:
         page.goto(f"{url}/{path}")
         page.get_by_role("textbox", name="Name").fill(user[0])
@@ -85,6 +86,9 @@ def visit(
             page.wait_for_function(toggle[1])
             page.wait_for_function(SETTLED)
             switch = page.get_by_role("switch", name=toggle[0])
+            # settled can be seen while a new tab's page is still being drawn: wait until the switch shows, or the
+            # content (a checkout from before the toggle shows it at once)
+            page.wait_for_function(f"() => !!document.querySelector({json.dumps(SWITCH % toggle[0])}) || ({content})()")
             for _ in range(3):  # a click while the page was re-rendering can be lost: until the switch is on
                 if not switch.count() or switch.is_checked():
                     break
@@ -117,30 +121,44 @@ def run_page(
     the server's caches are warm, the browser's are empty), then a return visit from that browser (a new tab and
     session: its HTTP cache holds the app's scripts, plotly.js among them)."""
     name, path, content, *toggle = page_def
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     title = name.split(",")[0]
     how = {"toggle": toggle[0] if toggle else None}
+
+    def timed(**kw) -> float | None:  # None: the content never came (counted in the table, not hidden)
+        try:
+            return round(visit(browser, app.url, path, title, content, user, **how, **kw), 2)
+        except PlaywrightTimeout as exc:
+            print(json.dumps({"page": name, "timed_out": str(exc).splitlines()[0]}), flush=True)
+            return None
+
     app = start_checkout(env, root)
     try:
-        cold = visit(browser, app.url, path, title, content, user, **how)
+        cold = timed()
         returning = browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
-            warm = visit(browser, app.url, path, title, content, user, context=returning, **how)
-            again = visit(browser, app.url, path, title, content, user, context=returning, **how)
+            warm = timed(context=returning)
+            again = timed(context=returning)
         finally:
             returning.close()
     finally:
         app.stop(timeout=30)
-    return {"cold_s": round(cold, 2), "warm_s": round(warm, 2), "again_s": round(again, 2)}
+    return {"cold_s": cold, "warm_s": warm, "again_s": again}
 
 
 def medians(by_page: dict[str, list[dict[str, float]]]) -> list[dict]:
     """Per page: the median cold and warm seconds of its runs, and the runs."""
+
+    def median(timings: list[dict], key: str) -> float | None:
+        done = [t[key] for t in timings if t[key] is not None]
+        return round(statistics.median(done), 2) if done else None
+
     return [
         {
             "page": name,
-            "cold_s": round(statistics.median(t["cold_s"] for t in timings), 2),
-            "warm_s": round(statistics.median(t["warm_s"] for t in timings), 2),
-            "again_s": round(statistics.median(t["again_s"] for t in timings), 2),
+            **{key: median(timings, key) for key in ("cold_s", "warm_s", "again_s")},
+            "timed_out": sum(t[key] is None for t in timings for key in ("cold_s", "warm_s", "again_s")),
             "runs": timings,
         }
         for name, timings in by_page.items()
@@ -148,8 +166,15 @@ def medians(by_page: dict[str, list[dict[str, float]]]) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| page | cold s | warm s (new browser) | warm s (same browser, new tab) |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {r['page']} | {r['cold_s']:.2f} | {r['warm_s']:.2f} | {r['again_s']:.2f} |" for r in rows]
+    cell = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [
+        "| page | cold s | warm s (new browser) | warm s (same browser, new tab) | visits timed out |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {r['page']} | {cell(r['cold_s'])} | {cell(r['warm_s'])} | {cell(r['again_s'])} | {r.get('timed_out', 0)} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -226,7 +251,8 @@ def markdown(result: dict) -> str:
     lines = ["| page | cold s before | cold s after | warm s before | warm s after |", "| --- | ---: | ---: | ---: | ---: |"]
     for r in rows["before"]:
         a = after[r["page"]]
-        lines.append(f"| {r['page']} | {r['cold_s']:.2f} | {a['cold_s']:.2f} | {r['warm_s']:.2f} | {a['warm_s']:.2f} |")
+        cells = [r["cold_s"], a["cold_s"], r["warm_s"], a["warm_s"]]
+        lines.append(f"| {r['page']} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in cells) + " |")
     return "\n".join(head + lines) + "\n"
 
 
