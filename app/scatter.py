@@ -164,8 +164,8 @@ def map_view(
 
 def map_image(data: dict[str, Any], size: tuple[int, int] | None = None) -> bytes:
     """The map of a map view (`map_view`'s dict) drawn on the server as a PNG: every product a dot in its group's
-    colour (the colours, sizes and opacities the Plotly figure gives them; the largest group drawn first, products in
-    no group underneath), or for a density view its image of every product; the legend on the right, each group's
+    colour (the colours, sizes, opacities and drawing order the Plotly figure gives them), or for a density view its
+    image of every product; the legend on the right, each group's
     name and size drawn as pixels (never markup), up to LEGEND_ROWS of them then "+ N more groups".
 
     The Clusters page shows this first: the browser only shows a picture, where the interactive figure needs the 4.7

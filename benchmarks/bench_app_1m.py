@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_pages import start_checkout
+from benchmarks.bench_pages import CLUSTERS_MAP, PLOTTED, start_checkout, turn_on
 from core import config
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SETTLED
 
@@ -53,13 +53,7 @@ DRAWN = """(expected) => {
 def interactive_map(page) -> None:
     """Once the Clusters page has settled, turn on its interactive map ("Select on the map": the page's first view is a
     picture of the map, which has no points to count) and wait until Plotly's chart is there."""
-    page.wait_for_function(SETTLED)
-    switch = page.get_by_role("switch", name="Select on the map")
-    for _ in range(3):  # a checkout from before the picture has none (its first view is the chart); a lost click again
-        if not switch.count() or switch.is_checked():
-            break
-        page.locator('[data-testid="stCheckbox"]').filter(has=switch).get_by_text("Select on the map").click()
-        page.wait_for_function(SETTLED)
+    turn_on(page, "Select on the map", there=CLUSTERS_MAP, content=PLOTTED)
     page.wait_for_function("() => !!document.querySelector('.stPlotlyChart .js-plotly-plot')")
 
 

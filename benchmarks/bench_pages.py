@@ -57,6 +57,21 @@ PAGES = [
 TITLED = "(title) => [...document.querySelectorAll('h1')].some(h => h.textContent.trim().startsWith(title))"
 
 
+def turn_on(page, label: str, *, there: str, content: str) -> None:
+    """Turn on the toggle `label` once the JS `there` says the page is drawn and it has settled; a page without the
+    toggle (a checkout from before it) is left as it is when the JS `content` is already true there."""
+    page.wait_for_function(there)
+    page.wait_for_function(SETTLED)
+    switch = page.get_by_role("switch", name=label)
+    # settled can be seen while a new tab's page is still being drawn: until the switch shows, or the content
+    page.wait_for_function(f"() => !!document.querySelector({json.dumps(SWITCH % label)}) || ({content})()")
+    for _ in range(3):  # a click while the page was re-rendering can be lost: until the switch is on
+        if not switch.count() or switch.is_checked():
+            break
+        page.locator('[data-testid="stCheckbox"]').filter(has=switch).get_by_text(label).click()
+        page.wait_for_function(SETTLED)
+
+
 def visit(
     browser,
     url: str,
@@ -83,17 +98,7 @@ def visit(
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_function(TITLED, arg=title)
         if toggle:
-            page.wait_for_function(toggle[1])
-            page.wait_for_function(SETTLED)
-            switch = page.get_by_role("switch", name=toggle[0])
-            # settled can be seen while a new tab's page is still being drawn: wait until the switch shows, or the
-            # content (a checkout from before the toggle shows it at once)
-            page.wait_for_function(f"() => !!document.querySelector({json.dumps(SWITCH % toggle[0])}) || ({content})()")
-            for _ in range(3):  # a click while the page was re-rendering can be lost: until the switch is on
-                if not switch.count() or switch.is_checked():
-                    break
-                page.locator('[data-testid="stCheckbox"]').filter(has=switch).get_by_text(toggle[0]).click()
-                page.wait_for_function(SETTLED)
+            turn_on(page, toggle[0], there=toggle[1], content=content)
         page.wait_for_function(content)
         page.wait_for_function(SETTLED)
         page.wait_for_function(content)  # still there once settled (not a stale element of the run before)
