@@ -58,10 +58,25 @@ def graph_path(encoder_id: str, *, int8: bool) -> Path:
     import torch
 
     key = hashlib.sha1(f"{encoder_id}|torch={torch.__version__}|opset={OPSET}".encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "taxonomy-curator" / "onnx"
-    folder = Path(os.environ.get(FOLDER_ENV) or cache)
+    folder = graph_folder()
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{key}{'.int8' if int8 else ''}.onnx"
+
+
+def graph_folder() -> Path:
+    """The folder of the exported graphs (`FOLDER_ENV`, else the user's cache home)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "taxonomy-curator" / "onnx"
+    return Path(os.environ.get(FOLDER_ENV) or cache)
+
+
+def remove_partial_graphs(pid: int | None) -> list[Path]:
+    """Remove the temporary files an export in process `pid` left when it was stopped midway; returns them."""
+    if pid is None:
+        return []
+    removed = sorted(graph_folder().glob(f"*.{pid}.tmp*"))
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def export(

@@ -30,6 +30,7 @@ from core.config import data_dir
 from core.data.ingest import find_catalog_file
 from core.embed.choice import EncoderChoice, chosen_encoders
 from core.embed.encoders import export_ahead
+from core.embed.onnx_backend import remove_partial_graphs
 from core.keys import content_key
 from core.runs import RunRecord
 from core.steps.embed import embed
@@ -142,13 +143,31 @@ def first_model_choice(db_url: str, choice: EncoderChoice) -> EncoderChoice | No
     return EncoderChoice(text=choice.text, image=None) if photos and titled else None
 
 
+def models_needed(db_url: str) -> bool:
+    """Whether the database or the chosen encoders changed since the last start's embed/train/predict."""
+    choice = chosen_encoders()
+    return not unchanged("models", db_url, {"db": db_stamp(db_url), "encoders": [choice.text, choice.image]})
+
+
+def finish_export(exporting, *, needed: bool) -> None:
+    """The ONNX export `export_ahead` started beside the ingest: waited for when the model steps will embed; stopped
+    otherwise (a start with nothing changed serves without exporting: the first embed that needs a graph, here or in
+    the app, exports it then), its partial file removed."""
+    if needed:
+        exporting.join()
+        return
+    exporting.terminate()
+    exporting.join(10)
+    remove_partial_graphs(exporting.pid)
+
+
 def models_step(db_url: str, *, progress=None, log: Callable[[str], None] = print) -> RunRecord | None:
     """Embed, train (only when the data changed) and predict with the active model; skipped (None) when the database
     and the chosen encoders are as the last start left them. A first start trains on the titles alone
     (`first_model_choice`); the photos and the model with photos follow behind the served app."""
     choice = chosen_encoders()
     encoders = [choice.text, choice.image]
-    if unchanged("models", db_url, {"db": db_stamp(db_url), "encoders": encoders}):
+    if not models_needed(db_url):
         log("embed, train, predict: nothing changed since the last start: skipped")
         return None
     first = first_model_choice(db_url, choice)
@@ -175,11 +194,13 @@ def prepare(
     record = RunRecord("start-ingest", settings={"catalog": str(catalog), "platform": platform})
     choice = chosen_encoders()
     exporting = export_ahead([choice.text, choice.image])  # a first start: beside the ingest
+    needed = False
     try:
         key = ingest_step(db_url, catalog, platform=platform, images_root=images_root, log=log)
+        needed = models_needed(db_url)
     finally:
         if exporting is not None:
-            exporting.join()
+            finish_export(exporting, needed=needed)
     record.stage("ingest")
     models = models_step(db_url, progress=progress, log=log)
     ran = {"ingest": key is not None, "models": models is not None}

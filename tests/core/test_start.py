@@ -122,3 +122,37 @@ def test_the_start_command_runs_the_steps_once_then_skips_them(setup, monkeypatc
     calls.clear()
     assert cli.main(argv) == 0
     assert "start: ingest skipped, models skipped" in capsys.readouterr().out and calls == []
+
+
+class Exporter:
+    """Stands where `export_ahead`'s process was: records how the start ended it (its partial graph file is real)."""
+
+    def __init__(self, folder, pid):
+        self.pid = pid
+        self.ended: list[str] = []
+        self.partial = folder / f"0123456789abcdef.{self.pid}.tmp"
+        self.partial.write_bytes(b"half a graph")
+
+    def join(self, timeout=None):
+        self.ended.append("join")
+
+    def terminate(self):
+        self.ended.append("terminate")
+
+
+def test_a_start_waits_for_the_onnx_export_only_when_it_will_embed(setup, monkeypatch, tmp_path):
+    """A first start waits for the graphs it embeds with; a start with nothing changed stops the export (it took ~10 s
+    of a 17.5 s second start on a machine whose cache home had no graph) and removes its partial file."""
+    url, catalog, _, calls = setup
+    monkeypatch.setenv("CURATOR_ONNX_DIR", str(tmp_path / "onnx"))
+    (tmp_path / "onnx").mkdir()
+    exporters = []
+    monkeypatch.setattr(start, "export_ahead", lambda names: exporters.append(Exporter(tmp_path / "onnx", 424242 + len(exporters))) or exporters[-1])
+    assert run(url, catalog, calls) == ["ingest", "embed", "train", "predict"]
+    assert exporters[0].ended == ["join"] and exporters[0].partial.exists()  # the export goes on to its end
+    assert run(url, catalog, calls) == []
+    assert exporters[1].ended == ["terminate", "join"] and not exporters[1].partial.exists()
+    assert exporters[0].partial.exists()  # another process's file is left alone
+    relabel_first_product(url)  # a change to the data: the models run again, so the start waits for the graphs
+    assert run(url, catalog, calls)[-3:] == ["embed", "train", "predict"]
+    assert exporters[2].ended == ["join"]
