@@ -192,6 +192,18 @@ def proposals(parent_id: int) -> list[dict[str, Any]]:
         ]
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _child_shares(url: str, labels: tuple[int, int], parent_id: int, proposal_id: int, version: int) -> list[tuple[str, int]]:
+    with _factory(url)() as s:
+        return repo.child_shares(s, list(s.get(Proposal, proposal_id).members), parent_id)
+
+
+def child_shares(proposal: dict[str, Any], parent_id: int) -> list[tuple[str, int]]:
+    """[(existing child, products)] of the proposal's products by their current category (`db.repo.child_shares`),
+    cached by the labels and the proposal's version (a move out changes its members)."""
+    return _child_shares(db_url(), labels_version(), parent_id, proposal["id"], proposal["version"])
+
+
 def edited_proposals(proposal_ids: list[int]) -> dict[int, str]:
     """{proposal id: last action} of those renamed, merged or moved out of since their run (not cached)."""
     with factory()() as s:

@@ -130,6 +130,27 @@ def level_question(path: str, k: int, n_new: int, open_ones: int, edited: dict[i
     )
 
 
+def placement_note(proposal: dict[str, Any], shares: list[tuple[str, int]]) -> tuple[str, str | None]:
+    """(caption, warning or None) of where the proposal's products sit today among the node's existing children:
+    the caption names the largest (up to 3, with shares of the proposal); the warning, when its best name repeats
+    an existing child ("existing_child" of the run) that already holds most of its products, says that accepting
+    would make a second category for what exists. Plain text: a caller escapes it for Markdown."""
+    n = len(proposal["members"])
+    if not n or not shares:
+        return "", None
+    placed = ", ".join(f"{name} {count:,} ({count / n:.0%})" for name, count in shares[:3])
+    more = f" and {len(shares) - 3} more" if len(shares) > 3 else ""
+    caption = f"Its {n:,} products today: {placed}{more}"
+    child = proposal["scores"].get("existing_child")
+    held = dict(shares).get(child, 0) if child else 0
+    if not child or held * 2 <= n:
+        return caption, None
+    return caption, (
+        f"Named like the existing category '{child}', which already holds {held / n:.0%} of its products: accepting "
+        f"makes a second category beside it. Rename it to what sets it apart, or reject it if it is that category."
+    )
+
+
 def set_name(key: str, name: str) -> None:
     """on_click of a name idea: put it in the proposal's name box."""
     st.session_state[key] = name

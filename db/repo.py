@@ -313,6 +313,35 @@ def effective_labels_subquery(products=None):
     return select(ranked.c.product_id, ranked.c.node_id, ranked.c.source).where(ranked.c.rank == 1).subquery("effective")
 
 
+def child_shares(session: Session, product_ids: list[int], parent_id: int) -> list[tuple[str, int]]:
+    """[(child name, products)] of `product_ids` under each active child of `parent_id`, by each product's effective
+    label (the child itself or a category below it), most products first; products labelled elsewhere (the parent
+    itself, another branch) or not at all are not counted. What the Clusters page shows of a proposal: which
+    existing categories its products already sit in."""
+    if not product_ids:
+        return []
+    parent = get_node(session, parent_id)
+    children = session.scalars(
+        select(TaxonomyNode).where(TaxonomyNode.parent_id == parent.id, TaxonomyNode.status == "active")
+    ).all()
+    if not children:
+        return []
+    eff = effective_labels_subquery(product_ids)
+    rows = session.execute(
+        select(TaxonomyNode.path, func.count())
+        .join(eff, eff.c.node_id == TaxonomyNode.id)
+        .where(TaxonomyNode.path.startswith(parent.path + PATH_SEP, autoescape=True))
+        .group_by(TaxonomyNode.path)
+    ).all()
+    by_path = {child.path: child.name for child in children}
+    counts: dict[str, int] = defaultdict(int)
+    for path, n in rows:
+        top = join_path(split_path(path)[: len(split_path(parent.path)) + 1])
+        if top in by_path:
+            counts[by_path[top]] += n
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def product_label(session: Session, product_id: int) -> tuple[TaxonomyNode, str] | None:
     eff = effective_labels_subquery()
     row = session.execute(select(eff.c.node_id, eff.c.source).where(eff.c.product_id == product_id)).first()

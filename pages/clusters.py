@@ -141,6 +141,11 @@ with left:
     proposal = by_id[pid]
     terms = md(", ".join(short(t, 60) for t in proposal["scores"].get("top_terms", [])[:8]))
     st.caption(f"coherence {proposal['scores'].get('coherence', 0):.2f} · top terms: {terms}")
+    placed, repeats = view.placement_note(proposal, cache.child_shares(proposal, parent))
+    if placed:
+        st.caption(md(placed))
+    if repeats:
+        st.warning(md(repeats))
     name = st.text_input("Name", value=proposal["name"], key=f"clu_name_{pid}")
     view.name_ideas(proposal, name_key=f"clu_name_{pid}")
     subs = proposal["scores"].get("subgroups", [])

@@ -147,7 +147,12 @@ def test_a_start_waits_for_the_onnx_export_only_when_it_will_embed(setup, monkey
     monkeypatch.setenv("CURATOR_ONNX_DIR", str(tmp_path / "onnx"))
     (tmp_path / "onnx").mkdir()
     exporters = []
-    monkeypatch.setattr(start, "export_ahead", lambda names: exporters.append(Exporter(tmp_path / "onnx", 424242 + len(exporters))) or exporters[-1])
+
+    def export_ahead(names):
+        exporters.append(Exporter(tmp_path / "onnx", 424242 + len(exporters)))
+        return exporters[-1]
+
+    monkeypatch.setattr(start, "export_ahead", export_ahead)
     assert run(url, catalog, calls) == ["ingest", "embed", "train", "predict"]
     assert exporters[0].ended == ["join"] and exporters[0].partial.exists()  # the export goes on to its end
     assert run(url, catalog, calls) == []
