@@ -313,6 +313,11 @@ def effective_labels_subquery(products=None):
     return select(ranked.c.product_id, ranked.c.node_id, ranked.c.source).where(ranked.c.rank == 1).subquery("effective")
 
 
+# product ids per statement of `child_shares`: SQLite allows 32,766 bound parameters, psycopg 65,535, and a proposal
+# of a large node can hold more members than either
+SHARES_CHUNK = 10_000
+
+
 def child_shares(session: Session, product_ids: list[int], parent_id: int) -> list[tuple[str, int]]:
     """[(child name, products)] of `product_ids` under each active child of `parent_id`, by each product's effective
     label (the child itself or a category below it), most products first; products labelled elsewhere (the parent
@@ -326,16 +331,20 @@ def child_shares(session: Session, product_ids: list[int], parent_id: int) -> li
     ).all()
     if not children:
         return []
-    eff = effective_labels_subquery(product_ids)
-    rows = session.execute(
-        select(TaxonomyNode.path, func.count())
-        .join(eff, eff.c.node_id == TaxonomyNode.id)
-        .where(TaxonomyNode.path.startswith(parent.path + PATH_SEP, autoescape=True))
-        .group_by(TaxonomyNode.path)
-    ).all()
+    ids = sorted(set(product_ids))
+    below: dict[str, int] = defaultdict(int)
+    for start in range(0, len(ids), SHARES_CHUNK):  # bound parameters per statement stay under the limits
+        eff = effective_labels_subquery(ids[start : start + SHARES_CHUNK])
+        for path, n in session.execute(
+            select(TaxonomyNode.path, func.count())
+            .join(eff, eff.c.node_id == TaxonomyNode.id)
+            .where(TaxonomyNode.path.startswith(parent.path + PATH_SEP, autoescape=True))
+            .group_by(TaxonomyNode.path)
+        ):
+            below[path] += n
     by_path = {child.path: child.name for child in children}
     counts: dict[str, int] = defaultdict(int)
-    for path, n in rows:
+    for path, n in below.items():
         top = join_path(split_path(path)[: len(split_path(parent.path)) + 1])
         if top in by_path:
             counts[by_path[top]] += n

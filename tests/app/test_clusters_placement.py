@@ -31,7 +31,7 @@ def two_children(app_env, tree):
     return node_id(app_env, parent), held
 
 
-def test_child_shares_counts_products_by_the_child_their_label_is_under(app_env, two_children):
+def test_child_shares_counts_products_by_the_child_their_label_is_under(app_env, two_children, monkeypatch):
     parent, [(a, a_ids), (b, b_ids)] = two_children
     members = a_ids[:3] + b_ids[:1]
     with get_sessionmaker(app_env)() as s:
@@ -41,6 +41,10 @@ def test_child_shares_counts_products_by_the_child_their_label_is_under(app_env,
         repo.set_label(s, product_id=a_ids[0], node_id=parent, source="human", actor="tester")
     with get_sessionmaker(app_env)() as s:
         assert repo.child_shares(s, members, parent) == [(a, 2), (b, 1)]
+    monkeypatch.setattr(repo, "SHARES_CHUNK", 3)  # a proposal larger than one statement's ids: the chunks add up
+    with get_sessionmaker(app_env)() as s:
+        assert repo.child_shares(s, members, parent) == [(a, 2), (b, 1)]
+        assert repo.child_shares(s, members * 2, parent) == [(a, 2), (b, 1)]  # a product once, however often given
 
 
 def propose(url, parent, members, *, name, existing=None):
